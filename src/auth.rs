@@ -1,0 +1,374 @@
+//! Who is calling: bearer extraction from an upgrade request, JWT verification and the
+//! producer key check.
+//!
+//! Verification is split in two so that it stays testable without a clock: the signature
+//! is checked by `jsonwebtoken` against exactly one algorithm taken from an allow-list, and
+//! the time and audience claims are checked here against a `now` the caller passes in.
+//! The user id only ever comes out of a verified token; nothing here reads it from a URL.
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_S: u64 = 60;
+
+/// The only algorithms Herald accepts. Anything else, `none` above all, is refused before
+/// a key is even looked up.
+pub const ALLOWED_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::HS256,
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
+/// The WebSocket subprotocol of this API version; browsers offer it next to `bearer.<jwt>`.
+pub const PROTOCOL: &str = "herald.v1";
+
+/// Longest user id accepted in `sub` or in a publish's `to.users`.
+pub const MAX_USER_ID_LEN: usize = 128;
+
+/// Why a caller was turned away. Messages never include the token or key itself.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no token: send Authorization: Bearer, the bearer.<jwt> subprotocol or ?token=")]
+    MissingToken,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm {0} is not allowed")]
+    AlgorithmNotAllowed(String),
+    #[error("no configured key matches the token")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token has no exp claim")]
+    MissingExpiry,
+    #[error("the token's issuer is not accepted")]
+    WrongIssuer,
+    #[error("the token's audience is not accepted")]
+    WrongAudience,
+    #[error("the token's sub must be a non-empty string of at most 128 printable characters")]
+    BadSubject,
+    #[error("the token lacks the {0} scope")]
+    MissingScope(&'static str),
+    #[error("the publish key is not valid")]
+    BadPublishKey,
+}
+
+/// The configured public keys could not be read.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("JWT_JWKS is not a JWK set: {0}")]
+    Jwks(String),
+    #[error("JWT_JWKS key {kid:?} is unusable: {reason}")]
+    Key { kid: String, reason: String },
+}
+
+/// What a verified token says about its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The user: the only source of a user id anywhere in Herald.
+    pub sub: String,
+    /// Rooms granted, exact names or `prefix:*`.
+    pub rooms: Vec<String>,
+    /// Scopes granted (`publish`, …).
+    pub scope: Vec<String>,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+impl Claims {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.iter().any(|s| s == scope)
+    }
+}
+
+/// One asymmetric key from the JWK set, bound to the single algorithm it may verify.
+struct PublicKey {
+    kid: String,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+/// Verifies tokens against the deployment's secret and public keys.
+pub struct TokenVerifier {
+    /// `JWT_SECRET`, for HS256.
+    secret: Option<DecodingKey>,
+    /// `JWT_JWKS`, for RS256, ES256 and EdDSA, chosen by `kid`.
+    public_keys: Vec<PublicKey>,
+    /// `JWT_ISSUER`: when set, `iss` must equal it.
+    issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when set, `aud` (string or list) must contain it.
+    audience: Option<String>,
+}
+
+impl TokenVerifier {
+    pub fn new(
+        secret: Option<&str>,
+        jwks: Option<&str>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, KeyError> {
+        let public_keys = match jwks.map(str::trim).filter(|j| !j.is_empty()) {
+            Some(json) => parse_jwks(json)?,
+            None => Vec::new(),
+        };
+        Ok(Self {
+            secret: secret
+                .filter(|s| !s.is_empty())
+                .map(|s| DecodingKey::from_secret(s.as_bytes())),
+            public_keys,
+            issuer: issuer.filter(|s| !s.is_empty()),
+            audience: audience.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// Checks `token` at time `now_s` (seconds since the epoch) and returns its claims.
+    pub fn verify(&self, token: &str, now_s: u64) -> Result<Claims, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !ALLOWED_ALGORITHMS.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        }
+        // The key decides the algorithm, never the token: an HS256 token is only checked
+        // against the shared secret, so a public key can never be used as an HMAC secret.
+        let key = if header.alg == Algorithm::HS256 {
+            self.secret.as_ref().ok_or(AuthError::UnknownKey)?
+        } else {
+            let kid = header.kid.as_deref().ok_or(AuthError::UnknownKey)?;
+            let found = self
+                .public_keys
+                .iter()
+                .find(|k| k.kid == kid)
+                .ok_or(AuthError::UnknownKey)?;
+            if found.algorithm != header.alg {
+                return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+            }
+            &found.key
+        };
+
+        let mut validation = Validation::new(header.alg);
+        // Time and audience are checked below against the caller's clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Value>(token, key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind;
+            match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                _ => AuthError::Malformed,
+            }
+        })?;
+        self.check_claims(&data.claims, now_s)
+    }
+
+    fn check_claims(&self, claims: &Value, now_s: u64) -> Result<Claims, AuthError> {
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(AuthError::MissingExpiry)?;
+        if now_s > exp.saturating_add(LEEWAY_S) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_u64().ok_or(AuthError::Malformed)?;
+            if now_s.saturating_add(LEEWAY_S) < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        if let Some(issuer) = &self.issuer {
+            if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+                return Err(AuthError::WrongIssuer);
+            }
+        }
+        if let Some(audience) = &self.audience {
+            let matches = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+                _ => false,
+            };
+            if !matches {
+                return Err(AuthError::WrongAudience);
+            }
+        }
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| valid_user_id(s))
+            .ok_or(AuthError::BadSubject)?
+            .to_owned();
+        Ok(Claims {
+            sub,
+            rooms: string_list(claims.get("rooms")),
+            scope: string_list(claims.get("scope")),
+            exp,
+        })
+    }
+}
+
+/// A user id is 1–128 printable characters: it names a Durable Object and shows up in
+/// logs, so control characters are refused.
+pub fn valid_user_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_USER_ID_LEN && !id.chars().any(char::is_control)
+}
+
+/// `scope` may be an OAuth-style space-separated string or a list; `rooms` is a list.
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn parse_jwks(json: &str) -> Result<Vec<PublicKey>, KeyError> {
+    let set: JwkSet = serde_json::from_str(json).map_err(|e| KeyError::Jwks(e.to_string()))?;
+    set.keys
+        .iter()
+        .map(|jwk| {
+            let kid = jwk.common.key_id.clone().unwrap_or_default();
+            let bad = |reason: &str| KeyError::Key {
+                kid: kid.clone(),
+                reason: reason.to_owned(),
+            };
+            if kid.is_empty() {
+                return Err(bad("every key needs a kid"));
+            }
+            let inferred = match &jwk.algorithm {
+                AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                    Algorithm::ES256
+                }
+                AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                    Algorithm::EdDSA
+                }
+                _ => return Err(bad("only RSA, P-256 and Ed25519 public keys are supported")),
+            };
+            let algorithm = match jwk.common.key_algorithm {
+                None => inferred,
+                Some(KeyAlgorithm::RS256) if inferred == Algorithm::RS256 => inferred,
+                Some(KeyAlgorithm::ES256) if inferred == Algorithm::ES256 => inferred,
+                Some(KeyAlgorithm::EdDSA) if inferred == Algorithm::EdDSA => inferred,
+                Some(_) => return Err(bad("alg must be RS256, ES256 or EdDSA and fit the key")),
+            };
+            let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(&e.to_string()))?;
+            Ok(PublicKey {
+                kid,
+                algorithm,
+                key,
+            })
+        })
+        .collect()
+}
+
+/// Where an upgrade's token came from, which decides the subprotocol answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeToken {
+    pub token: String,
+    /// The client offered `herald.v1`, so the 101 must name it (browsers fail otherwise).
+    pub answer_protocol: bool,
+}
+
+/// Finds the token of an upgrade request, in order of preference: `Authorization: Bearer`,
+/// the `bearer.<jwt>` subprotocol, then `?token=`.
+pub fn upgrade_token(
+    authorization: Option<&str>,
+    protocols: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<UpgradeToken, AuthError> {
+    let offered: Vec<&str> = protocols
+        .map(|p| p.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let answer_protocol = offered.contains(&PROTOCOL);
+    let token = bearer(authorization)
+        .or_else(|| offered.iter().find_map(|p| p.strip_prefix("bearer.")))
+        .or(query_token)
+        .filter(|t| !t.is_empty())
+        .ok_or(AuthError::MissingToken)?;
+    Ok(UpgradeToken {
+        token: token.to_owned(),
+        answer_protocol,
+    })
+}
+
+/// The credential of an `Authorization: Bearer <credential>` header.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let value = authorization?.trim();
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+}
+
+/// Compares a presented producer key with `PUBLISH_KEY` in constant time. Both sides are
+/// hashed first so that neither the content nor the length of the key leaks through timing.
+pub fn publish_key_matches(presented: &str, expected: &str) -> bool {
+    if expected.is_empty() {
+        return false;
+    }
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_wins_over_subprotocol_and_query() {
+        let t = upgrade_token(
+            Some("Bearer aaa"),
+            Some("herald.v1, bearer.bbb"),
+            Some("ccc"),
+        )
+        .unwrap();
+        assert_eq!(t.token, "aaa");
+        assert!(t.answer_protocol);
+    }
+
+    #[test]
+    fn subprotocol_then_query() {
+        let t = upgrade_token(None, Some("herald.v1, bearer.bbb"), Some("ccc")).unwrap();
+        assert_eq!(t.token, "bbb");
+        let t = upgrade_token(None, None, Some("ccc")).unwrap();
+        assert_eq!(t.token, "ccc");
+        assert!(!t.answer_protocol);
+        assert_eq!(
+            upgrade_token(None, None, None),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            upgrade_token(Some("Basic xyz"), None, Some("")),
+            Err(AuthError::MissingToken)
+        );
+    }
+
+    #[test]
+    fn publish_key_compare() {
+        assert!(publish_key_matches("k-123", "k-123"));
+        assert!(!publish_key_matches("k-124", "k-123"));
+        assert!(!publish_key_matches("k-12", "k-123"));
+        assert!(!publish_key_matches("", ""));
+    }
+
+    #[test]
+    fn user_ids() {
+        assert!(valid_user_id("alice"));
+        assert!(valid_user_id("ümlaut@example.com"));
+        assert!(!valid_user_id(""));
+        assert!(!valid_user_id("a\nb"));
+        assert!(!valid_user_id(&"x".repeat(129)));
+    }
+}

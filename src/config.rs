@@ -1,0 +1,160 @@
+//! The deployment's settings: allowed origins, dev mode and the limits from DESIGN.md.
+//!
+//! Values come from `wrangler.toml` `[vars]` (or secrets) through a lookup function, so
+//! this module never touches the runtime and a test can build any configuration it likes.
+//! A var that is present but unparsable is an error, not a silent default: a typo in a
+//! limit must not quietly lift it.
+
+use thiserror::Error;
+
+/// Limits that bound what one client or producer can make Herald do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest client WebSocket frame accepted (`MAX_FRAME_BYTES`); larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest publish request body (`MAX_PUBLISH_BYTES`); larger is a 413.
+    pub max_publish_bytes: usize,
+    /// Most messages in one batch publish (`MAX_BATCH_MESSAGES`).
+    pub max_batch_messages: usize,
+    /// Most distinct recipients one publish request may reach (`MAX_RECIPIENTS`); each is a
+    /// subrequest to a Durable Object, and the platform caps subrequests per request.
+    pub max_recipients: usize,
+    /// Most simultaneous sockets per user (`MAX_DEVICES`); one more is closed with 4009.
+    pub max_devices: usize,
+    /// How often clients are told to send `ping` (`HEARTBEAT_MS`).
+    pub heartbeat_ms: u64,
+    /// Sustained client frames per second per socket (`CLIENT_FRAMES_PER_S`); above it the
+    /// socket is closed with 4008.
+    pub frame_rate_per_s: u64,
+    /// Client frames a socket may send in a burst (`CLIENT_FRAME_BURST`).
+    pub frame_burst: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            max_publish_bytes: 256 * 1024,
+            max_batch_messages: 100,
+            max_recipients: 1_000,
+            max_devices: 16,
+            heartbeat_ms: 25_000,
+            frame_rate_per_s: 20,
+            frame_burst: 40,
+        }
+    }
+}
+
+/// Everything the Worker and the hubs read from their environment, except secrets used
+/// for verification (those go straight into [`crate::auth::TokenVerifier`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Origins a browser request may come from (`ALLOWED_ORIGINS`, comma-separated).
+    pub allowed_origins: Vec<String>,
+    /// `DEV_MODE=true`: local development only.
+    pub dev_mode: bool,
+    /// The bounds above.
+    pub limits: Limits,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} must be a positive whole number, got {value:?}")]
+    NotANumber { name: &'static str, value: String },
+}
+
+impl Config {
+    /// Reads the configuration through `lookup(name)`, which returns a var's value if set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Limits::default();
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(n),
+                    _ => Err(ConfigError::NotANumber { name, value }),
+                },
+            }
+        };
+        let size =
+            |name: &'static str, default: usize| number(name, default as u64).map(|n| n as usize);
+        let limits = Limits {
+            max_frame_bytes: size("MAX_FRAME_BYTES", defaults.max_frame_bytes)?,
+            max_publish_bytes: size("MAX_PUBLISH_BYTES", defaults.max_publish_bytes)?,
+            max_batch_messages: size("MAX_BATCH_MESSAGES", defaults.max_batch_messages)?,
+            max_recipients: size("MAX_RECIPIENTS", defaults.max_recipients)?,
+            max_devices: size("MAX_DEVICES", defaults.max_devices)?,
+            heartbeat_ms: number("HEARTBEAT_MS", defaults.heartbeat_ms)?,
+            frame_rate_per_s: number("CLIENT_FRAMES_PER_S", defaults.frame_rate_per_s)?,
+            frame_burst: number("CLIENT_FRAME_BURST", defaults.frame_burst)?,
+        };
+        let allowed_origins = lookup("ALLOWED_ORIGINS")
+            .map(|list| {
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            allowed_origins,
+            dev_mode: lookup("DEV_MODE").is_some_and(|v| v.trim() == "true"),
+            limits,
+        })
+    }
+
+    /// Whether a request carrying `Origin: origin` may proceed. Requests without an Origin
+    /// (servers, native apps) are not checked here; they rely on their token alone.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim_end_matches('/');
+        self.allowed_origins.iter().any(|allowed| allowed == origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_design_limits() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.limits.max_frame_bytes, 65_536);
+        assert_eq!(c.limits.max_publish_bytes, 262_144);
+        assert_eq!(c.limits.max_devices, 16);
+        assert!(!c.dev_mode);
+    }
+
+    #[test]
+    fn a_malformed_limit_is_an_error_not_a_default() {
+        assert_eq!(
+            config(&[("MAX_DEVICES", "sixteen")]),
+            Err(ConfigError::NotANumber {
+                name: "MAX_DEVICES",
+                value: "sixteen".into()
+            })
+        );
+        assert!(config(&[("MAX_DEVICES", "0")]).is_err());
+    }
+
+    #[test]
+    fn origins_match_exactly() {
+        let c = config(&[(
+            "ALLOWED_ORIGINS",
+            "https://app.example.com, http://127.0.0.1:8787/",
+        )])
+        .unwrap();
+        assert!(c.origin_allowed("https://app.example.com"));
+        assert!(c.origin_allowed("http://127.0.0.1:8787"));
+        assert!(!c.origin_allowed("https://app.example.com.evil.test"));
+        assert!(!c.origin_allowed("http://app.example.com"));
+    }
+}

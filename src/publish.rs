@@ -1,0 +1,259 @@
+//! A producer's publish request: parsing, validation, and grouping by recipient.
+//!
+//! Validation is done by hand on a `serde_json::Value` rather than by derived
+//! deserialization so that every error names the offending field by its path
+//! (`messages[2].event`), which is what a producer debugging a 400 needs.
+//! Nothing here stores or sends anything; ids come from a generator the caller passes in.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::auth::valid_user_id;
+use crate::config::Limits;
+use crate::inbox::Priority;
+
+/// Longest `event` name.
+pub const MAX_EVENT_LEN: usize = 128;
+/// Longest `title`, in characters.
+pub const MAX_TITLE_LEN: usize = 256;
+/// Longest `body`, in characters.
+pub const MAX_BODY_LEN: usize = 4_096;
+/// Longest `actor`, in characters.
+pub const MAX_ACTOR_LEN: usize = 128;
+
+const MESSAGE_FIELDS: &[&str] = &["to", "event", "title", "body", "data", "priority", "actor"];
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    #[error("the body is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the body is not valid JSON: {0}")]
+    Json(String),
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> PublishError {
+    PublishError::Field {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A notification as the producer described it, with its publish-wide id, before a hub
+/// gives it a seq. This is what the Worker sends to each recipient's hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Draft {
+    pub id: String,
+    pub event: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default)]
+    pub priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// One validated message and who receives it (deduplicated, in the order given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub recipients: Vec<String>,
+    pub draft: Draft,
+}
+
+/// A validated publish request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishRequest {
+    /// Sent as `{"messages":[…]}`; the answer then lists results in the same order.
+    pub batch: bool,
+    pub messages: Vec<Message>,
+}
+
+impl PublishRequest {
+    /// Parses and validates a request body; `new_id` names each message.
+    pub fn parse(
+        body: &[u8],
+        limits: &Limits,
+        mut new_id: impl FnMut() -> String,
+    ) -> Result<Self, PublishError> {
+        if body.len() > limits.max_publish_bytes {
+            return Err(PublishError::TooLarge {
+                size: body.len(),
+                limit: limits.max_publish_bytes,
+            });
+        }
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| PublishError::Json(e.to_string()))?;
+        let Value::Object(top) = value else {
+            return Err(field_error("body", "must be a JSON object"));
+        };
+        let (batch, messages) = match top.get("messages") {
+            Some(Value::Array(items)) => {
+                if items.is_empty() || items.len() > limits.max_batch_messages {
+                    return Err(field_error(
+                        "messages",
+                        format!("must hold 1 to {} messages", limits.max_batch_messages),
+                    ));
+                }
+                let parsed = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| parse_message(item, &format!("messages[{i}]."), new_id()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (true, parsed)
+            }
+            Some(_) => return Err(field_error("messages", "must be an array")),
+            None => (
+                false,
+                vec![parse_message(&Value::Object(top), "", new_id())?],
+            ),
+        };
+        let request = Self { batch, messages };
+        let recipients = request.by_recipient().len();
+        if recipients > limits.max_recipients {
+            return Err(field_error(
+                "to.users",
+                format!(
+                    "{recipients} distinct recipients; one request may reach at most {}",
+                    limits.max_recipients
+                ),
+            ));
+        }
+        Ok(request)
+    }
+
+    /// The drafts each recipient gets, in publish order; one entry per distinct user, so
+    /// one call to each hub stores all of that user's messages in order.
+    pub fn by_recipient(&self) -> Vec<(&str, Vec<&Draft>)> {
+        let mut groups: Vec<(&str, Vec<&Draft>)> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for message in &self.messages {
+            for user in &message.recipients {
+                let slot = *index.entry(user.as_str()).or_insert_with(|| {
+                    groups.push((user.as_str(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[slot].1.push(&message.draft);
+            }
+        }
+        groups
+    }
+}
+
+fn parse_message(value: &Value, path: &str, id: String) -> Result<Message, PublishError> {
+    let Value::Object(fields) = value else {
+        return Err(field_error(
+            path.trim_end_matches('.'),
+            "must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !MESSAGE_FIELDS.contains(&k.as_str()))
+    {
+        return Err(field_error(format!("{path}{unknown}"), "unknown field"));
+    }
+    let recipients = parse_recipients(fields.get("to"), path)?;
+    let event = match fields.get("event") {
+        Some(Value::String(e)) if valid_event(e) => e.clone(),
+        Some(_) => {
+            return Err(field_error(
+                format!("{path}event"),
+                format!("must be 1 to {MAX_EVENT_LEN} characters of letters, digits and . _ : -"),
+            ))
+        }
+        None => return Err(field_error(format!("{path}event"), "required")),
+    };
+    let priority = match fields.get("priority") {
+        None | Some(Value::Null) => Priority::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+            field_error(
+                format!("{path}priority"),
+                "must be one of low, normal, high, urgent",
+            )
+        })?,
+    };
+    Ok(Message {
+        recipients,
+        draft: Draft {
+            id,
+            event,
+            title: optional_text(fields, path, "title", MAX_TITLE_LEN)?,
+            body: optional_text(fields, path, "body", MAX_BODY_LEN)?,
+            data: fields.get("data").filter(|d| !d.is_null()).cloned(),
+            priority,
+            actor: optional_text(fields, path, "actor", MAX_ACTOR_LEN)?,
+        },
+    })
+}
+
+fn parse_recipients(to: Option<&Value>, path: &str) -> Result<Vec<String>, PublishError> {
+    let field = format!("{path}to");
+    let Some(Value::Object(to)) = to else {
+        return Err(field_error(field, "required: {\"users\":[…]}"));
+    };
+    if to.contains_key("room") || to.contains_key("broadcast") {
+        return Err(field_error(
+            field,
+            "rooms and broadcast are not available yet; use {\"users\":[…]}",
+        ));
+    }
+    let Some(Value::Array(users)) = to.get("users") else {
+        return Err(field_error(
+            format!("{field}.users"),
+            "required: an array of user ids",
+        ));
+    };
+    if users.is_empty() {
+        return Err(field_error(
+            format!("{field}.users"),
+            "must name at least one user",
+        ));
+    }
+    let mut recipients: Vec<String> = Vec::with_capacity(users.len());
+    for (i, user) in users.iter().enumerate() {
+        match user {
+            Value::String(u) if valid_user_id(u) => {
+                if !recipients.contains(u) {
+                    recipients.push(u.clone());
+                }
+            }
+            _ => {
+                return Err(field_error(
+                    format!("{field}.users[{i}]"),
+                    "must be a user id: 1 to 128 printable characters",
+                ))
+            }
+        }
+    }
+    Ok(recipients)
+}
+
+fn valid_event(event: &str) -> bool {
+    !event.is_empty()
+        && event.len() <= MAX_EVENT_LEN
+        && event
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
+fn optional_text(
+    fields: &Map<String, Value>,
+    path: &str,
+    name: &str,
+    max_chars: usize,
+) -> Result<Option<String>, PublishError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s.clone())),
+        Some(_) => Err(field_error(
+            format!("{path}{name}"),
+            format!("must be a string of at most {max_chars} characters"),
+        )),
+    }
+}
