@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every check, in order; the first failure fails the run. Ends with node's test summary.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$root"
+bash scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy (native)"
+cargo clippy --all-targets --locked -- -D warnings
+step "cargo clippy (wasm32)"
+cargo clippy --target wasm32-unknown-unknown --locked -- -D warnings
+step "cargo test"
+cargo test --locked
+step "release wasm build"
+bash scripts/build.sh
+step "Miniflare suite (workerd, real sockets)"
+node --test --test-concurrency=4 --test-timeout=120000 "miniflare-tests/*.test.mjs"
