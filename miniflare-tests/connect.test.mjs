@@ -2,7 +2,7 @@
 // upgrade, origins, and the device limit.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { signJwt } from "../scripts/jwt.mjs";
+import { signJwt } from "./jwt.mjs";
 import {
   ALLOWED_ORIGIN,
   AUDIENCE,

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
 import WebSocket from "ws";
-import { claimsFor, signJwt } from "../scripts/jwt.mjs";
+import { claimsFor, signJwt } from "./jwt.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 

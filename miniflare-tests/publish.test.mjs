@@ -202,3 +202,8 @@ describe("HTTP surface", { concurrency: true }, () => {
     assert.equal(bad.status, 403);
   });
 });
+
+test("the dev token route does not exist outside dev mode", async () => {
+  const res = await herald.request("/dev/token?user=alice");
+  assert.equal(res.status, 404);
+});

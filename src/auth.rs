@@ -7,8 +7,8 @@
 //! The user id only ever comes out of a verified token; nothing here reads it from a URL.
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::Value;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
@@ -213,6 +213,37 @@ impl TokenVerifier {
     }
 }
 
+/// How long a dev token lives, in seconds.
+pub const DEV_TOKEN_TTL_S: u64 = 24 * 3600;
+
+/// Mints an HS256 token for `sub`, for local development only (`GET /dev/token` answers
+/// only when `DEV_MODE=true`). It carries the configured issuer and audience so that it
+/// passes exactly the checks a real token passes.
+pub fn dev_token(
+    secret: &str,
+    sub: &str,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+    now_s: u64,
+) -> Result<String, AuthError> {
+    if !valid_user_id(sub) {
+        return Err(AuthError::BadSubject);
+    }
+    let mut claims = json!({ "sub": sub, "iat": now_s, "exp": now_s + DEV_TOKEN_TTL_S });
+    if let Some(iss) = issuer.filter(|s| !s.is_empty()) {
+        claims["iss"] = iss.into();
+    }
+    if let Some(aud) = audience.filter(|s| !s.is_empty()) {
+        claims["aud"] = aud.into();
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|_| AuthError::Malformed)
+}
+
 /// A user id is 1–128 printable characters: it names a Durable Object and shows up in
 /// logs, so control characters are refused.
 pub fn valid_user_id(id: &str) -> bool {
@@ -361,6 +392,19 @@ mod tests {
         assert!(!publish_key_matches("k-124", "k-123"));
         assert!(!publish_key_matches("k-12", "k-123"));
         assert!(!publish_key_matches("", ""));
+    }
+
+    #[test]
+    fn dev_tokens_pass_verification() {
+        let token = dev_token("s3cret", "alice", Some("iss"), Some("aud"), 1_000).unwrap();
+        let verifier =
+            TokenVerifier::new(Some("s3cret"), None, Some("iss".into()), Some("aud".into()))
+                .unwrap();
+        assert_eq!(verifier.verify(&token, 1_000).unwrap().sub, "alice");
+        assert_eq!(
+            verifier.verify(&token, 1_000 + DEV_TOKEN_TTL_S + LEEWAY_S + 1),
+            Err(AuthError::Expired)
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum Route {
     Connect,
     /// `POST /v1/publish`: producers publish notifications.
     Publish,
+    /// `GET /dev/token`: a token for a dev user; exists only with `DEV_MODE=true`.
+    DevToken,
     /// `OPTIONS` on any route: a CORS preflight.
     Preflight,
 }
@@ -31,6 +33,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/healthz", "GET", Route::Healthz),
     ("/v1/connect", "GET", Route::Connect),
     ("/v1/publish", "POST", Route::Publish),
+    ("/dev/token", "GET", Route::DevToken),
 ];
 
 /// Resolves `method path` to a route.

@@ -77,7 +77,34 @@ async fn serve(
         Route::Preflight => preflight(),
         Route::Connect => connect(req, env).await,
         Route::Publish => publish(req, env, config).await,
+        Route::DevToken if config.dev_mode => dev_token(&req, env),
+        // Outside dev mode the route does not exist at all.
+        Route::DevToken => Err(route::RouteError::NotFound.into()),
     }
+}
+
+/// `GET /dev/token?user=<id>`: what `make dev` prints, and what the demo page uses.
+fn dev_token(req: &Request, env: &Env) -> std::result::Result<Response, ApiError> {
+    let url = req.url().map_err(internal_error)?;
+    let user = url
+        .query_pairs()
+        .find(|(k, _)| k == "user")
+        .map_or_else(|| "alice".to_owned(), |(_, v)| v.into_owned());
+    let secret = secret(env, "JWT_SECRET")
+        .ok_or_else(|| ApiError::internal("configuration: JWT_SECRET is not set"))?;
+    let now = now_s();
+    let token = auth::dev_token(
+        &secret,
+        &user,
+        var(env, "JWT_ISSUER").as_deref(),
+        var(env, "JWT_AUDIENCE").as_deref(),
+        now,
+    )
+    .map_err(|_| ApiError::new(400, "bad_request", "user: 1 to 128 printable characters"))?;
+    json_response(
+        200,
+        &json!({ "user": user, "token": token, "expires_at": now + auth::DEV_TOKEN_TTL_S }),
+    )
 }
 
 /// `GET /v1/connect`: verify the token, then let the user's hub accept the socket.

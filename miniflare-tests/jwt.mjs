@@ -1,5 +1,5 @@
-// Minting JWTs with Node's own crypto, for `make dev`'s printed token and for the
-// end-to-end suite. Herald never mints tokens itself: in production your auth server does.
+// Minting JWTs with Node's own crypto for the end-to-end suite, including malformed and
+// wrongly signed ones. In production your auth server mints tokens; Herald only verifies them.
 import { createHmac, sign } from "node:crypto";
 
 const b64url = (data) => Buffer.from(data).toString("base64url");

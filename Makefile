@@ -1,0 +1,11 @@
+# The two commands a new machine needs; both install what is missing first.
+.PHONY: dev test build
+
+dev:  ## Run Herald locally on 127.0.0.1:8787 and print a dev token and example
+	bash scripts/dev.sh
+
+test:  ## Every check: fmt, clippy (native + wasm32), cargo test, wasm build, Miniflare suite
+	bash scripts/test.sh
+
+build:  ## Release build of the Worker into build/
+	bash scripts/setup.sh && bash scripts/build.sh
