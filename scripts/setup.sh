@@ -24,7 +24,7 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
 
-if [ "$(worker-build --version 2>/dev/null | awk "{print \$NF}")" != "$WORKER_BUILD_VERSION" ]; then
+if [ "$("$tools/worker-build" --version 2>/dev/null | awk "{print \$NF}")" != "$WORKER_BUILD_VERSION" ]; then
   step "cargo install worker-build $WORKER_BUILD_VERSION"
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
 fi
@@ -32,7 +32,7 @@ fi
 # wasm-bindgen-cli must be exactly the wasm-bindgen in Cargo.lock. It is installed without
 # --locked: its own lock file names a dependency version the registry no longer serves.
 bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print }' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$bindgen" ]; then
+if [ "$("$tools/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$bindgen" ]; then
   step "cargo install wasm-bindgen-cli $bindgen"
   cargo install wasm-bindgen-cli --version "$bindgen" --force
 fi
