@@ -170,15 +170,15 @@ impl TokenVerifier {
     }
 
     fn check_claims(&self, claims: &Value, now_s: u64) -> Result<Claims, AuthError> {
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(AuthError::MissingExpiry)?;
+        let exp = match claims.get("exp") {
+            None => return Err(AuthError::MissingExpiry),
+            Some(exp) => numeric_date(exp)?,
+        };
         if now_s > exp.saturating_add(LEEWAY_S) {
             return Err(AuthError::Expired);
         }
         if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or(AuthError::Malformed)?;
+            let nbf = numeric_date(nbf)?;
             if now_s.saturating_add(LEEWAY_S) < nbf {
                 return Err(AuthError::NotYetValid);
             }
@@ -242,6 +242,18 @@ pub fn dev_token(
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|_| AuthError::Malformed)
+}
+
+/// RFC 7519 NumericDate: seconds since the epoch, possibly fractional; the fraction is
+/// dropped, which errs towards treating a token as expired a fraction of a second early.
+fn numeric_date(value: &Value) -> Result<u64, AuthError> {
+    match value.as_u64() {
+        Some(seconds) => Ok(seconds),
+        None => match value.as_f64() {
+            Some(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds as u64),
+            _ => Err(AuthError::Malformed),
+        },
+    }
 }
 
 /// A user id is 1–128 printable characters: it names a Durable Object and shows up in

@@ -50,7 +50,8 @@ impl FrameBudget {
         // rate tokens per 1000 ms = rate milli-tokens per ms.
         self.milli_tokens =
             (self.milli_tokens + elapsed * limits.frame_rate_per_s).min(limits.frame_burst * 1000);
-        self.refilled_at = now_ms;
+        // A clock that steps back must not let the same interval be credited twice.
+        self.refilled_at = self.refilled_at.max(now_ms);
         if self.milli_tokens >= 1000 {
             self.milli_tokens -= 1000;
             true

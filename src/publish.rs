@@ -6,6 +6,8 @@
 //! Nothing here stores or sends anything; ids come from a generator the caller passes in.
 
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -23,6 +25,9 @@ pub const MAX_BODY_LEN: usize = 4_096;
 pub const MAX_ACTOR_LEN: usize = 128;
 
 const MESSAGE_FIELDS: &[&str] = &["to", "event", "title", "body", "data", "priority", "actor"];
+/// Fields of the contract that this version does not act on yet. Refusing them (rather than
+/// ignoring them) keeps a producer from believing, say, that a retry is idempotent.
+const PLANNED_FIELDS: &[&str] = &["idempotency_key", "ttl_s", "inbox"];
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PublishError {
@@ -94,6 +99,10 @@ impl PublishRequest {
         };
         let (batch, messages) = match top.get("messages") {
             Some(Value::Array(items)) => {
+                // A message's fields beside `messages` would otherwise be silently dropped.
+                if let Some(stray) = top.keys().find(|k| *k != "messages") {
+                    return Err(field_error(stray.as_str(), "unknown field in a batch body"));
+                }
                 if items.is_empty() || items.len() > limits.max_batch_messages {
                     return Err(field_error(
                         "messages",
@@ -103,14 +112,16 @@ impl PublishRequest {
                 let parsed = items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| parse_message(item, &format!("messages[{i}]."), new_id()))
+                    .map(|(i, item)| {
+                        parse_message(item, &format!("messages[{i}]."), limits, new_id())
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 (true, parsed)
             }
             Some(_) => return Err(field_error("messages", "must be an array")),
             None => (
                 false,
-                vec![parse_message(&Value::Object(top), "", new_id())?],
+                vec![parse_message(&Value::Object(top), "", limits, new_id())?],
             ),
         };
         let request = Self { batch, messages };
@@ -131,7 +142,7 @@ impl PublishRequest {
     /// one call to each hub stores all of that user's messages in order.
     pub fn by_recipient(&self) -> Vec<(&str, Vec<&Draft>)> {
         let mut groups: Vec<(&str, Vec<&Draft>)> = Vec::new();
-        let mut index = std::collections::HashMap::new();
+        let mut index = HashMap::new();
         for message in &self.messages {
             for user in &message.recipients {
                 let slot = *index.entry(user.as_str()).or_insert_with(|| {
@@ -145,7 +156,12 @@ impl PublishRequest {
     }
 }
 
-fn parse_message(value: &Value, path: &str, id: String) -> Result<Message, PublishError> {
+fn parse_message(
+    value: &Value,
+    path: &str,
+    limits: &Limits,
+    id: String,
+) -> Result<Message, PublishError> {
     let Value::Object(fields) = value else {
         return Err(field_error(
             path.trim_end_matches('.'),
@@ -156,9 +172,14 @@ fn parse_message(value: &Value, path: &str, id: String) -> Result<Message, Publi
         .keys()
         .find(|k| !MESSAGE_FIELDS.contains(&k.as_str()))
     {
-        return Err(field_error(format!("{path}{unknown}"), "unknown field"));
+        let message = if PLANNED_FIELDS.contains(&unknown.as_str()) {
+            "not available yet"
+        } else {
+            "unknown field"
+        };
+        return Err(field_error(format!("{path}{unknown}"), message));
     }
-    let recipients = parse_recipients(fields.get("to"), path)?;
+    let recipients = parse_recipients(fields.get("to"), path, limits)?;
     let event = match fields.get("event") {
         Some(Value::String(e)) if valid_event(e) => e.clone(),
         Some(_) => {
@@ -192,7 +213,11 @@ fn parse_message(value: &Value, path: &str, id: String) -> Result<Message, Publi
     })
 }
 
-fn parse_recipients(to: Option<&Value>, path: &str) -> Result<Vec<String>, PublishError> {
+fn parse_recipients(
+    to: Option<&Value>,
+    path: &str,
+    limits: &Limits,
+) -> Result<Vec<String>, PublishError> {
     let field = format!("{path}to");
     let Some(Value::Object(to)) = to else {
         return Err(field_error(field, "required: {\"users\":[…]}"));
@@ -203,29 +228,32 @@ fn parse_recipients(to: Option<&Value>, path: &str) -> Result<Vec<String>, Publi
             "rooms and broadcast are not available yet; use {\"users\":[…]}",
         ));
     }
+    if let Some(unknown) = to.keys().find(|k| *k != "users") {
+        return Err(field_error(format!("{field}.{unknown}"), "unknown field"));
+    }
+    let users_field = format!("{field}.users");
     let Some(Value::Array(users)) = to.get("users") else {
-        return Err(field_error(
-            format!("{field}.users"),
-            "required: an array of user ids",
-        ));
+        return Err(field_error(users_field, "required: an array of user ids"));
     };
-    if users.is_empty() {
+    // Checked before deduplication so that an oversized list costs nothing to refuse.
+    if users.is_empty() || users.len() > limits.max_recipients {
         return Err(field_error(
-            format!("{field}.users"),
-            "must name at least one user",
+            users_field,
+            format!("must name 1 to {} users", limits.max_recipients),
         ));
     }
-    let mut recipients: Vec<String> = Vec::with_capacity(users.len());
+    let mut seen = HashSet::with_capacity(users.len());
+    let mut recipients = Vec::with_capacity(users.len());
     for (i, user) in users.iter().enumerate() {
         match user {
             Value::String(u) if valid_user_id(u) => {
-                if !recipients.contains(u) {
+                if seen.insert(u.as_str()) {
                     recipients.push(u.clone());
                 }
             }
             _ => {
                 return Err(field_error(
-                    format!("{field}.users[{i}]"),
+                    format!("{users_field}[{i}]"),
                     "must be a user id: 1 to 128 printable characters",
                 ))
             }

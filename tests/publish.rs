@@ -1,0 +1,371 @@
+//! Publish request parsing: what producers may send, and the field paths they are told
+//! about when they get it wrong.
+
+use herald::config::Limits;
+use herald::inbox::Priority;
+use herald::publish::{PublishError, PublishRequest};
+use serde_json::{json, Value};
+
+// ---- helpers ------------------------------------------------------------------------
+
+/// Parses with `limits` and ids `ntf_1`, `ntf_2`, … in call order.
+fn parse_with(body: &[u8], limits: &Limits) -> Result<PublishRequest, PublishError> {
+    let mut n = 0;
+    PublishRequest::parse(body, limits, || {
+        n += 1;
+        format!("ntf_{n}")
+    })
+}
+
+fn parse(body: &Value) -> Result<PublishRequest, PublishError> {
+    parse_with(body.to_string().as_bytes(), &Limits::default())
+}
+
+/// A minimal valid message.
+fn message(event: &str, users: &[&str]) -> Value {
+    json!({ "to": { "users": users }, "event": event })
+}
+
+fn batch(messages: Vec<Value>) -> Value {
+    json!({ "messages": messages })
+}
+
+/// `n` valid messages with events `e0`, `e1`, ….
+fn numbered(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| message(&format!("e{i}"), &["alice"]))
+        .collect()
+}
+
+/// Asserts that `body` is refused for `field`, and that the text a producer reads (the
+/// error's Display) names that field too.
+fn assert_field_error(body: &Value, field: &str) {
+    let error = parse(body).expect_err(&format!("{body} was accepted; expected {field}"));
+    let PublishError::Field { field: got, .. } = &error else {
+        panic!("expected an error for {field}, got {error:?} for body {body}");
+    };
+    assert_eq!(got, field, "for body {body}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("{field}: ")),
+        "{text:?} does not name {field}"
+    );
+}
+
+fn events(request: &PublishRequest) -> Vec<&str> {
+    request
+        .messages
+        .iter()
+        .map(|m| m.draft.event.as_str())
+        .collect()
+}
+
+// ---- accepted requests --------------------------------------------------------------
+
+#[test]
+fn a_single_message_is_accepted_with_every_field() {
+    let body = json!({
+        "to": { "users": ["alice"] },
+        "event": "task.updated",
+        "title": "Task 7 moved",
+        "body": "Bob moved it to Done",
+        "data": { "task": 7 },
+        "priority": "high",
+        "actor": "bob",
+    });
+    let request = parse(&body).unwrap();
+    assert!(!request.batch);
+    assert_eq!(request.messages.len(), 1);
+    let message = &request.messages[0];
+    assert_eq!(message.recipients, ["alice"]);
+    let draft = &message.draft;
+    assert_eq!(draft.id, "ntf_1");
+    assert_eq!(draft.event, "task.updated");
+    assert_eq!(draft.title.as_deref(), Some("Task 7 moved"));
+    assert_eq!(draft.body.as_deref(), Some("Bob moved it to Done"));
+    assert_eq!(draft.data, Some(json!({ "task": 7 })));
+    assert_eq!(draft.priority, Priority::High);
+    assert_eq!(draft.actor.as_deref(), Some("bob"));
+}
+
+#[test]
+fn optional_fields_default() {
+    let request = parse(&message("task.updated", &["alice"])).unwrap();
+    let draft = &request.messages[0].draft;
+    assert_eq!(draft.priority, Priority::Normal);
+    assert_eq!(
+        (&draft.title, &draft.body, &draft.data, &draft.actor),
+        (&None, &None, &None, &None)
+    );
+}
+
+#[test]
+fn a_batch_keeps_its_order_and_names_each_message() {
+    let request = parse(&batch(numbered(3))).unwrap();
+    assert!(request.batch);
+    assert_eq!(events(&request), ["e0", "e1", "e2"]);
+    let ids: Vec<&str> = request
+        .messages
+        .iter()
+        .map(|m| m.draft.id.as_str())
+        .collect();
+    assert_eq!(ids, ["ntf_1", "ntf_2", "ntf_3"]);
+}
+
+#[test]
+fn a_batch_may_hold_up_to_the_limit() {
+    let request = parse(&batch(numbered(100))).unwrap();
+    assert_eq!(request.messages.len(), 100);
+}
+
+// ---- whole-body errors --------------------------------------------------------------
+
+#[test]
+fn a_batch_over_the_limit_or_empty_is_refused() {
+    assert_field_error(&batch(numbered(101)), "messages");
+    assert_field_error(&batch(vec![]), "messages");
+    assert_field_error(&json!({ "messages": {} }), "messages");
+}
+
+#[test]
+fn a_body_over_the_size_limit_is_too_large() {
+    let limits = Limits::default();
+    let limit = limits.max_publish_bytes;
+    // Valid JSON padded with whitespace, so only the size can be the problem.
+    let padded = |size: usize| {
+        let mut body = message("e", &["alice"]).to_string().into_bytes();
+        body.resize(size, b' ');
+        body
+    };
+    assert!(parse_with(&padded(limit), &limits).is_ok());
+    assert_eq!(
+        parse_with(&padded(limit + 1), &limits),
+        Err(PublishError::TooLarge {
+            size: limit + 1,
+            limit
+        })
+    );
+}
+
+#[test]
+fn invalid_json_is_refused() {
+    for body in [&b"{"[..], b"", b"not json", b"{\"event\": }"] {
+        let result = parse_with(body, &Limits::default());
+        assert!(
+            matches!(result, Err(PublishError::Json(_))),
+            "{body:?} gave {result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_body_that_is_not_an_object_is_refused() {
+    assert_field_error(&json!([message("e", &["alice"])]), "body");
+    assert_field_error(&json!("hello"), "body");
+}
+
+// ---- message fields -----------------------------------------------------------------
+
+#[test]
+fn event_is_required_and_checked() {
+    assert_field_error(&json!({ "to": { "users": ["alice"] } }), "event");
+    for bad in [
+        json!(""),
+        json!("has space"),
+        json!(7),
+        json!("x".repeat(129)),
+    ] {
+        let body = json!({ "to": { "users": ["alice"] }, "event": bad });
+        assert_field_error(&body, "event");
+    }
+}
+
+#[test]
+fn errors_in_a_batch_name_the_message_by_index() {
+    let mut messages = numbered(4);
+    messages[2]["event"] = json!("not an event!");
+    assert_field_error(&batch(messages), "messages[2].event");
+}
+
+#[test]
+fn priority_must_be_a_known_level() {
+    for bad in [json!("critical"), json!("HIGH"), json!(3)] {
+        let body = json!({ "to": { "users": ["alice"] }, "event": "e", "priority": bad });
+        assert_field_error(&body, "priority");
+    }
+    let mut messages = numbered(2);
+    messages[1]["priority"] = json!("loud");
+    assert_field_error(&batch(messages), "messages[1].priority");
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let mut body = message("e", &["alice"]);
+    body["colour"] = json!("red");
+    assert_field_error(&body, "colour");
+
+    let mut messages = numbered(2);
+    messages[1]["urgency"] = json!(1);
+    assert_field_error(&batch(messages), "messages[1].urgency");
+}
+
+#[test]
+fn text_fields_are_bounded() {
+    let cases = [("title", 256), ("body", 4096), ("actor", 128)];
+    for (field, max) in cases {
+        let mut body = message("e", &["alice"]);
+        body[field] = json!("é".repeat(max));
+        assert!(parse(&body).is_ok(), "{field} of {max} characters refused");
+        body[field] = json!("é".repeat(max + 1));
+        assert_field_error(&body, field);
+        body[field] = json!(42);
+        assert_field_error(&body, field);
+    }
+}
+
+// ---- recipients ---------------------------------------------------------------------
+
+#[test]
+fn to_and_to_users_are_required() {
+    assert_field_error(&json!({ "event": "e" }), "to");
+    assert_field_error(&json!({ "to": "alice", "event": "e" }), "to");
+    assert_field_error(&json!({ "to": {}, "event": "e" }), "to.users");
+    assert_field_error(
+        &json!({ "to": { "users": "alice" }, "event": "e" }),
+        "to.users",
+    );
+    assert_field_error(&message("e", &[]), "to.users");
+}
+
+#[test]
+fn each_user_must_be_a_usable_id() {
+    let too_long = "u".repeat(129);
+    let cases = [
+        (json!(["alice", 7]), "to.users[1]"),
+        (json!(["alice", "bob", ""]), "to.users[2]"),
+        (json!([null]), "to.users[0]"),
+        (json!([too_long]), "to.users[0]"),
+        (json!(["tab\there"]), "to.users[0]"),
+    ];
+    for (users, field) in cases {
+        assert_field_error(&json!({ "to": { "users": users }, "event": "e" }), field);
+    }
+    assert!(parse(&message("e", &[&"u".repeat(128)])).is_ok());
+
+    let mut messages = numbered(2);
+    messages[1]["to"]["users"] = json!([""]);
+    assert_field_error(&batch(messages), "messages[1].to.users[0]");
+}
+
+#[test]
+fn rooms_and_broadcast_are_not_available_yet() {
+    for to in [
+        json!({ "room": "project:42" }),
+        json!({ "broadcast": true }),
+    ] {
+        let body = json!({ "to": to, "event": "e" });
+        assert_field_error(&body, "to");
+        let text = parse(&body).unwrap_err().to_string();
+        assert!(text.contains("not available yet"), "{text}");
+    }
+}
+
+#[test]
+fn duplicate_recipients_are_dropped_keeping_first_order() {
+    let request = parse(&message("e", &["bob", "alice", "bob", "alice"])).unwrap();
+    assert_eq!(request.messages[0].recipients, ["bob", "alice"]);
+}
+
+#[test]
+fn by_recipient_groups_drafts_per_user_in_publish_order() {
+    let request = parse(&batch(vec![
+        message("A", &["alice", "bob"]),
+        message("B", &["bob"]),
+        message("C", &["carol", "alice"]),
+    ]))
+    .unwrap();
+    let groups: Vec<(&str, Vec<&str>)> = request
+        .by_recipient()
+        .into_iter()
+        .map(|(user, drafts)| (user, drafts.iter().map(|d| d.event.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("alice", vec!["A", "C"]),
+            ("bob", vec!["A", "B"]),
+            ("carol", vec!["C"]),
+        ]
+    );
+}
+
+#[test]
+fn distinct_recipients_across_a_batch_are_capped() {
+    let limits = Limits {
+        max_recipients: 3,
+        ..Limits::default()
+    };
+    let parse_small = |body: Value| parse_with(body.to_string().as_bytes(), &limits);
+
+    // Three distinct users, however often they repeat, are within the cap.
+    let within = batch(vec![
+        message("A", &["alice", "bob"]),
+        message("B", &["bob", "carol", "alice"]),
+    ]);
+    assert!(parse_small(within).is_ok());
+
+    let over = batch(vec![
+        message("A", &["alice", "bob"]),
+        message("B", &["carol", "dave"]),
+    ]);
+    match parse_small(over) {
+        Err(PublishError::Field { field, message }) => {
+            assert_eq!(field, "to.users");
+            assert!(message.contains('4') && message.contains('3'), "{message}");
+        }
+        other => panic!("expected the recipient cap, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_batch_body_refuses_fields_beside_messages() {
+    // Otherwise the top-level message to `b` would be dropped without a word.
+    let mut body = batch(numbered(1));
+    body["to"] = json!({ "users": ["b"] });
+    assert_field_error(&body, "to");
+}
+
+#[test]
+fn unknown_keys_inside_to_are_refused() {
+    assert_field_error(
+        &json!({ "to": { "users": ["a"], "usrs": ["b"] }, "event": "e" }),
+        "to.usrs",
+    );
+}
+
+#[test]
+fn contract_fields_not_acted_on_yet_say_so() {
+    for field in ["idempotency_key", "ttl_s"] {
+        let mut body = message("e", &["a"]);
+        body[field] = json!(1);
+        assert_field_error(&body, field);
+        assert!(parse(&body)
+            .unwrap_err()
+            .to_string()
+            .ends_with("not available yet"));
+    }
+}
+
+#[test]
+fn an_oversized_user_list_is_refused_on_length_before_deduplication() {
+    let limits = Limits {
+        max_recipients: 3,
+        ..Limits::default()
+    };
+    let body = message("e", &["a", "a", "a", "a"]);
+    let error = parse_with(body.to_string().as_bytes(), &limits).unwrap_err();
+    assert!(
+        matches!(&error, PublishError::Field { field, .. } if field == "to.users"),
+        "{error:?}"
+    );
+}
