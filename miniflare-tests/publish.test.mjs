@@ -207,3 +207,11 @@ test("the dev token route does not exist outside dev mode", async () => {
   const res = await herald.request("/dev/token?user=alice");
   assert.equal(res.status, 404);
 });
+
+test("log lines are JSON and never carry the publish key", async () => {
+  const res = await herald.publish({ to: { users: ["log-check"] }, event: "x" });
+  assert.equal(res.status, 202);
+  await herald.waitForLog((l) => l.event === "publish");
+  assert.ok(herald.logs.length > 0);
+  assert.ok(!JSON.stringify(herald.logs).includes(PUBLISH_KEY));
+});
