@@ -1,5 +1,5 @@
 # The two commands a new machine needs; both install what is missing first.
-.PHONY: dev test build
+.PHONY: dev test build bench
 
 dev:  ## Run Herald locally on 127.0.0.1:8787 and print a dev token and example
 	bash scripts/dev.sh
@@ -9,3 +9,6 @@ test:  ## Every check: fmt, clippy (native + wasm32), cargo test, wasm build, Mi
 
 build:  ## Release build of the Worker into build/
 	bash scripts/setup.sh && bash scripts/build.sh
+
+bench:  ## Benchmarks against the built Worker in workerd; prints Markdown tables
+	bash scripts/setup.sh && bash scripts/build.sh && bash -c 'source scripts/env.sh && node bench/replay.mjs'

@@ -7,6 +7,9 @@
 
 use thiserror::Error;
 
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+
 /// Limits that bound what one client or producer can make Herald do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -28,6 +31,12 @@ pub struct Limits {
     pub frame_rate_per_s: u64,
     /// Client frames a socket may send in a burst (`CLIENT_FRAME_BURST`).
     pub frame_burst: u64,
+    /// Most notifications kept per user (`INBOX_MAX_ITEMS`); older ones are pruned on write.
+    pub inbox_max_items: u64,
+    /// How long notifications are kept, in ms (`INBOX_MAX_AGE_DAYS`).
+    pub inbox_max_age_ms: u64,
+    /// How long an idempotency key is remembered, in ms (`IDEMPOTENCY_HOURS`).
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +50,9 @@ impl Default for Limits {
             heartbeat_ms: 25_000,
             frame_rate_per_s: 20,
             frame_burst: 40,
+            inbox_max_items: 1_000,
+            inbox_max_age_ms: 30 * DAY_MS,
+            idempotency_window_ms: 24 * HOUR_MS,
         }
     }
 }
@@ -87,6 +99,13 @@ impl Config {
             heartbeat_ms: number("HEARTBEAT_MS", defaults.heartbeat_ms)?,
             frame_rate_per_s: number("CLIENT_FRAMES_PER_S", defaults.frame_rate_per_s)?,
             frame_burst: number("CLIENT_FRAME_BURST", defaults.frame_burst)?,
+            inbox_max_items: number("INBOX_MAX_ITEMS", defaults.inbox_max_items)?,
+            inbox_max_age_ms: number("INBOX_MAX_AGE_DAYS", defaults.inbox_max_age_ms / DAY_MS)?
+                * DAY_MS,
+            idempotency_window_ms: number(
+                "IDEMPOTENCY_HOURS",
+                defaults.idempotency_window_ms / HOUR_MS,
+            )? * HOUR_MS,
         };
         let allowed_origins = lookup("ALLOWED_ORIGINS")
             .map(|list| {

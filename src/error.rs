@@ -7,6 +7,7 @@
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::hub::HubError;
 use crate::publish::PublishError;
 use crate::route::RouteError;
 
@@ -105,6 +106,16 @@ impl From<PublishError> for ApiError {
             PublishError::Json(_) | PublishError::Field { .. } => {
                 Self::new(400, "bad_request", err.to_string())
             }
+        }
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(err: HubError) -> Self {
+        match err {
+            HubError::Invalid { code, message } => Self::new(400, code, message),
+            HubError::NotFound => Self::new(404, "not_found", err.to_string()),
+            HubError::Storage(e) => Self::unavailable(e.to_string()),
         }
     }
 }

@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::inbox::{Notification, Seq};
 
+/// Why several notifications travel in one `batch` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchReason {
+    /// Catching up after `since` (or a `resume` frame).
+    Replay,
+}
+
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -28,10 +36,53 @@ pub enum ServerFrame {
     },
     /// One stored notification, pushed live.
     Notification(Notification),
+    /// Several notifications at once, oldest first.
+    Batch {
+        reason: BatchReason,
+        items: Vec<Notification>,
+    },
+    /// The replay is complete: everything up to `seq` has been sent; live items follow.
+    Synced { seq: Seq },
+    /// The resume cursor is older than what is kept (or newer than anything stored):
+    /// nothing was replayed; refetch the inbox. Live items follow `synced`.
+    Reset {
+        /// The oldest seq still kept, if any.
+        oldest_seq: Option<Seq>,
+        latest_seq: Seq,
+    },
+    /// The number of unread items changed (a publish arrived).
+    UnreadCount { unread_count: u64 },
+    /// Items were marked read, on this device or another.
+    Read { ids: Vec<String>, unread_count: u64 },
+    /// An item was deleted.
+    Deleted {
+        id: String,
+        seq: Seq,
+        unread_count: u64,
+    },
+    /// Answer to a `fetch` frame: one inbox page.
+    Page(Page),
     /// Answer to a JSON `{"type":"ping"}` (the literal `ping` gets a literal `pong`).
     Pong,
     /// The client sent something the server could not use; the socket stays open.
     Error { code: String, message: String },
+}
+
+/// One page of the inbox, for `GET /v1/notifications` and the `fetch` frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// Echo of the request's `ref`, so a client can match answers to questions.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    pub items: Vec<Notification>,
+    pub unread_count: u64,
+    pub latest_seq: Seq,
+    /// Pass as `before` for the next (older) page; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<Seq>,
+    /// Pass as `after` for the next (newer) page; absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<Seq>,
 }
 
 impl ServerFrame {
@@ -47,12 +98,50 @@ impl ServerFrame {
     }
 }
 
+/// Which items a `read` marks: exactly one of the three.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ReadRequest {
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub up_to_seq: Option<Seq>,
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+/// Which page a `fetch` (or `GET /v1/notifications`) asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PageRequest {
+    /// Only items newer than this seq, oldest first.
+    #[serde(default)]
+    pub after: Option<Seq>,
+    /// Only items older than this seq.
+    #[serde(default)]
+    pub before: Option<Seq>,
+    /// 1 to 100; 50 when absent.
+    #[serde(default)]
+    pub limit: Option<u64>,
+    /// Only unread items.
+    #[serde(default)]
+    pub unread: bool,
+    #[serde(rename = "ref", default)]
+    pub reference: Option<String>,
+}
+
 /// What a client may send, apart from the literal `ping`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
     /// A JSON ping from clients that cannot send bare text; answered with `pong`.
     Ping,
+    /// This device has everything up to `seq`.
+    Ack { seq: Seq },
+    /// Mark items read on every device.
+    Read(ReadRequest),
+    /// One inbox page.
+    Fetch(PageRequest),
+    /// Replay everything after `since`, as `?since=` does at connect.
+    Resume { since: Seq },
 }
 
 /// WebSocket close codes Herald uses.

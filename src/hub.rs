@@ -1,16 +1,33 @@
 //! The sans-IO core of a `UserHub`: everything one user's Durable Object decides.
 //!
-//! Events come in (a device connects, a producer publishes, a client sends a frame) with
-//! the time as an argument; the hub updates the [`Inbox`] and per-socket [`Session`] state
-//! and returns [`Effect`]s for the glue to carry out on real sockets. It never sees a
-//! socket, a clock or the runtime, so every rule here is tested natively.
+//! Events come in (a device connects, a producer publishes, a client sends a frame, the
+//! alarm fires) with the time as an argument; the hub updates the [`Inbox`] and per-socket
+//! [`Session`] state and returns [`Effect`]s for the glue to carry out on real sockets.
+//! It never sees a socket, a clock or the runtime, so every rule here is tested natively.
+//!
+//! The rules of the delivery promise live here: seqs are assigned in order and never
+//! reused; a resume replays everything after the cursor or says `reset`, never a silent
+//! gap; unread counts are computed from the stored log, in the same object that stores
+//! and fans out, so devices cannot disagree; retention keeps the log bounded.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use crate::config::Limits;
-use crate::frame::{ClientFrame, CloseCode, ServerFrame};
-use crate::inbox::{Inbox, InboxError, Notification, Seq};
+use crate::frame::{
+    BatchReason, ClientFrame, CloseCode, Page, PageRequest, ReadRequest, ServerFrame,
+};
+use crate::inbox::{Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq};
 use crate::publish::Draft;
+
+/// Items per `batch` frame of a replay.
+pub const REPLAY_BATCH: usize = 100;
+/// Largest inbox page.
+pub const MAX_PAGE: u64 = 100;
+/// Inbox page size when the client names none.
+pub const DEFAULT_PAGE: u64 = 50;
+/// Most ids one `read` may name.
+pub const MAX_READ_IDS: usize = 100;
 
 /// Per-socket state. It lives in the socket's attachment so that it survives hibernation;
 /// keep it small (the runtime caps attachments at 16 KiB).
@@ -26,6 +43,16 @@ pub struct Session {
     pub connected_at: u64,
     /// Rate limit state for client frames.
     pub budget: FrameBudget,
+    /// The highest seq this socket has acknowledged.
+    #[serde(default)]
+    pub acked: Seq,
+}
+
+impl Session {
+    /// The name acks are recorded under: the device if it has one, else the connection.
+    pub fn ack_key(&self) -> &str {
+        self.device.as_deref().unwrap_or(&self.id)
+    }
 }
 
 /// A token bucket for client frames: refills at `rate` per second up to `burst`.
@@ -72,23 +99,55 @@ pub enum Effect {
     Close { code: CloseCode, reason: String },
 }
 
-/// What a publish stored for this user: the publish-wide id and the seq it got here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    pub id: String,
-    pub seq: Seq,
-}
-
 /// The hub's answer to a device connecting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// Attach `session` to the socket and send `welcome`.
+    /// Attach `session` to the socket and send `frames` (welcome, then any replay).
     Welcome {
         session: Session,
-        welcome: ServerFrame,
+        frames: Vec<ServerFrame>,
     },
     /// Send `frame`, then close with `code`.
     Refused { code: CloseCode, frame: ServerFrame },
+}
+
+/// Why a request to the hub failed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HubError {
+    /// The client asked for something invalid; nothing changed. `code` is stable.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// No such notification for this user.
+    #[error("no such notification")]
+    NotFound,
+    #[error(transparent)]
+    Storage(#[from] InboxError),
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> HubError {
+    HubError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+impl HubError {
+    /// The error frame a socket gets for this failure.
+    pub fn frame(&self) -> ServerFrame {
+        match self {
+            HubError::Invalid { code, message } => ServerFrame::error(code, message.as_str()),
+            HubError::NotFound => ServerFrame::error("not_found", self.to_string()),
+            HubError::Storage(_) => ServerFrame::error("unavailable", "storage failed; retry"),
+        }
+    }
+}
+
+/// The outcome of a `read`, for the REST answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadOutcome {
+    /// Ids newly marked read, in seq order.
+    pub read: Vec<String>,
+    pub unread_count: u64,
 }
 
 /// One user's hub, borrowed over its storage for the length of one event.
@@ -98,13 +157,15 @@ pub struct Hub<'a, I: Inbox> {
 }
 
 impl<I: Inbox> Hub<'_, I> {
-    /// A device connects while `open_sockets` of the user's sockets are already open.
+    /// A device connects while `open_sockets` of the user's sockets are already open,
+    /// resuming after `since` if it gives one.
     pub fn connect(
         &self,
         user: &str,
         open_sockets: usize,
         session_id: String,
         device: Option<String>,
+        since: Option<Seq>,
         now_ms: u64,
     ) -> Result<Admission, InboxError> {
         if open_sockets >= self.limits.max_devices {
@@ -119,35 +180,96 @@ impl<I: Inbox> Hub<'_, I> {
                 ),
             });
         }
-        let welcome = ServerFrame::Welcome {
+        let mut frames = vec![ServerFrame::Welcome {
             user: user.to_owned(),
             session: session_id.clone(),
             device: device.clone(),
             seq: self.inbox.latest_seq()?,
-            unread_count: self.inbox.unread_count()?,
+            unread_count: self.inbox.unread_count(now_ms)?,
             heartbeat_ms: self.limits.heartbeat_ms,
-        };
+        }];
+        if let Some(since) = since {
+            frames.extend(self.replay(since, now_ms)?);
+        }
         let session = Session {
             user: user.to_owned(),
             id: session_id,
             device,
             connected_at: now_ms,
             budget: FrameBudget::full(self.limits, now_ms),
+            acked: 0,
         };
-        Ok(Admission::Welcome { session, welcome })
+        Ok(Admission::Welcome { session, frames })
+    }
+
+    /// Everything stored after `since`, oldest first, in `batch` frames, then `synced`.
+    ///
+    /// The whole replay is produced within one event, and the object handles one event at
+    /// a time, so nothing published meanwhile can be interleaved, sent twice or skipped:
+    /// it is either in the replay or arrives live after `synced`.
+    pub fn replay(&self, since: Seq, now_ms: u64) -> Result<Vec<ServerFrame>, InboxError> {
+        let latest = self.inbox.latest_seq()?;
+        // Items after `since` were cut by retention, or the cursor comes from a log this
+        // user never had: either way a replay would hide a gap.
+        if since < self.inbox.pruned_through()? || since > latest {
+            return Ok(vec![
+                ServerFrame::Reset {
+                    oldest_seq: self.inbox.oldest_seq()?,
+                    latest_seq: latest,
+                },
+                ServerFrame::Synced { seq: latest },
+            ]);
+        }
+        let mut frames = Vec::new();
+        let mut cursor = since;
+        loop {
+            let items = self.inbox.items(&Range {
+                after: Some(cursor),
+                before: None,
+                newest_first: false,
+                limit: REPLAY_BATCH,
+                unread_only: false,
+                now_ms,
+            })?;
+            let Some(last) = items.last() else { break };
+            cursor = last.seq;
+            let full = items.len() == REPLAY_BATCH;
+            frames.push(ServerFrame::Batch {
+                reason: BatchReason::Replay,
+                items,
+            });
+            if !full {
+                break;
+            }
+        }
+        frames.push(ServerFrame::Synced { seq: latest });
+        Ok(frames)
     }
 
     /// Stores `drafts` in order, each with the next seq, and pushes each to every socket.
-    /// The receipts are only returned once every append has returned, i.e. is durable.
+    /// A draft whose idempotency key was seen within the window gets the original receipt
+    /// and is neither stored nor sent again.
     pub fn publish(
         &mut self,
         drafts: Vec<Draft>,
         now_ms: u64,
     ) -> Result<(Vec<Receipt>, Vec<Effect>), InboxError> {
-        let first = self.inbox.latest_seq()? + 1;
+        let mut seq = self.inbox.latest_seq()?;
         let mut receipts = Vec::with_capacity(drafts.len());
-        let mut effects = Vec::with_capacity(drafts.len());
-        for (seq, draft) in (first..).zip(drafts) {
+        let mut effects = Vec::with_capacity(drafts.len() + 1);
+        for draft in drafts {
+            if let Some(key) = &draft.idempotency_key {
+                if let Some((original, at)) = self.inbox.receipt_for(key)? {
+                    if now_ms < at + self.limits.idempotency_window_ms {
+                        receipts.push(Receipt {
+                            duplicate: true,
+                            ..original
+                        });
+                        continue;
+                    }
+                }
+            }
+            seq += 1;
             let notification = Notification {
                 id: draft.id,
                 seq,
@@ -158,15 +280,201 @@ impl<I: Inbox> Hub<'_, I> {
                 priority: draft.priority,
                 actor: draft.actor,
                 created_at: now_ms,
+                expires_at: draft.ttl_s.map(|ttl| now_ms + ttl * 1000),
+                read: false,
             };
             self.inbox.append(&notification)?;
-            receipts.push(Receipt {
+            let receipt = Receipt {
                 id: notification.id.clone(),
                 seq,
-            });
+                duplicate: false,
+            };
+            if let Some(key) = &draft.idempotency_key {
+                self.inbox.remember(key, &receipt, now_ms)?;
+            }
+            receipts.push(receipt);
             effects.push(Effect::Broadcast(ServerFrame::Notification(notification)));
         }
+        if !effects.is_empty() {
+            // The count bound is kept on every write, so storage never holds more; the
+            // other bounds wait for the alarm.
+            if self.inbox.item_count()? > self.limits.inbox_max_items {
+                self.retain(now_ms)?;
+            }
+            effects.push(Effect::Broadcast(ServerFrame::UnreadCount {
+                unread_count: self.inbox.unread_count(now_ms)?,
+            }));
+        }
         Ok((receipts, effects))
+    }
+
+    /// Marks items read and tells every device. All-or-nothing: if any named id is not
+    /// one of this user's live items, nothing changes.
+    pub fn read(
+        &mut self,
+        request: &ReadRequest,
+        now_ms: u64,
+    ) -> Result<(ReadOutcome, Vec<Effect>), HubError> {
+        let ids_seqs;
+        let target = match (&request.ids, request.up_to_seq, request.all) {
+            (Some(ids), None, None | Some(false)) => {
+                if ids.is_empty() || ids.len() > MAX_READ_IDS {
+                    return Err(invalid(
+                        "bad_request",
+                        format!("ids: name 1 to {MAX_READ_IDS} notifications"),
+                    ));
+                }
+                let found = self.inbox.items_by_id(ids, now_ms)?;
+                if let Some(missing) = ids.iter().find(|id| !found.iter().any(|n| &n.id == *id)) {
+                    return Err(invalid(
+                        "unknown_id",
+                        format!("ids: {missing:?} is not in this inbox; nothing was marked"),
+                    ));
+                }
+                ids_seqs = found.iter().map(|n| n.seq).collect::<Vec<_>>();
+                ReadTarget::Seqs(&ids_seqs)
+            }
+            (None, Some(up_to), None | Some(false)) => ReadTarget::Through(up_to),
+            (None, None, Some(true)) => ReadTarget::Through(self.inbox.latest_seq()?),
+            _ => {
+                return Err(invalid(
+                    "bad_request",
+                    "read: give exactly one of ids, up_to_seq or all:true",
+                ))
+            }
+        };
+        let read = self.inbox.mark_read(target, now_ms)?;
+        let unread_count = self.inbox.unread_count(now_ms)?;
+        let effects = if read.is_empty() {
+            Vec::new()
+        } else {
+            vec![Effect::Broadcast(ServerFrame::Read {
+                ids: read.clone(),
+                unread_count,
+            })]
+        };
+        Ok((ReadOutcome { read, unread_count }, effects))
+    }
+
+    /// Deletes one of the user's notifications and tells every device.
+    pub fn delete(&mut self, id: &str, now_ms: u64) -> Result<(Seq, Vec<Effect>), HubError> {
+        let found = self.inbox.items_by_id(&[id.to_owned()], now_ms)?;
+        let seq = found.first().ok_or(HubError::NotFound)?.seq;
+        self.inbox.remove(seq)?;
+        let unread_count = self.inbox.unread_count(now_ms)?;
+        let frame = ServerFrame::Deleted {
+            id: id.to_owned(),
+            seq,
+            unread_count,
+        };
+        Ok((seq, vec![Effect::Broadcast(frame)]))
+    }
+
+    /// One inbox page. Without `after`, newest first (optionally `before` a seq); with
+    /// `after`, oldest first from there, for catching up page by page.
+    pub fn page(&self, request: &PageRequest, now_ms: u64) -> Result<Page, HubError> {
+        let limit = request.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(invalid(
+                "bad_request",
+                format!("limit: must be 1 to {MAX_PAGE}"),
+            ));
+        }
+        let newest_first = request.after.is_none();
+        // One more than asked tells whether another page follows.
+        let mut items = self.inbox.items(&Range {
+            after: request.after,
+            before: request.before,
+            newest_first,
+            limit: limit as usize + 1,
+            unread_only: request.unread,
+            now_ms,
+        })?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let edge = items.last().map(|n| n.seq);
+        Ok(Page {
+            reference: request.reference.clone(),
+            unread_count: self.inbox.unread_count(now_ms)?,
+            latest_seq: self.inbox.latest_seq()?,
+            next_before: edge.filter(|_| more && newest_first),
+            next_after: edge.filter(|_| more && !newest_first),
+            items,
+        })
+    }
+
+    /// This device has everything up to `seq`. Acks only move forward.
+    pub fn ack(&mut self, session: &mut Session, seq: Seq, now_ms: u64) -> Result<(), HubError> {
+        if seq > self.inbox.latest_seq()? {
+            return Err(invalid(
+                "bad_request",
+                "ack: seq is beyond the latest notification",
+            ));
+        }
+        if seq > session.acked {
+            session.acked = seq;
+            self.inbox.record_ack(session.ack_key(), seq, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// The alarm fired: prune what retention says, and return when to fire next.
+    /// Running it twice in a row does nothing the first run did not.
+    pub fn alarm(&mut self, now_ms: u64) -> Result<Option<u64>, InboxError> {
+        self.retain(now_ms)?;
+        self.next_deadline()
+    }
+
+    /// When something stored next needs pruning; `None` when nothing ever will, so that
+    /// no alarm is kept for an idle user.
+    pub fn next_deadline(&self) -> Result<Option<u64>, InboxError> {
+        let h = self.inbox.horizon()?;
+        let age = self.limits.inbox_max_age_ms;
+        Ok([
+            h.oldest_item_at.map(|at| at + age),
+            h.earliest_expiry,
+            h.oldest_key_at
+                .map(|at| at + self.limits.idempotency_window_ms),
+            h.oldest_ack_at.map(|at| at + age),
+        ]
+        .into_iter()
+        .flatten()
+        .min())
+    }
+
+    /// Applies every retention rule at `now_ms`. A bound is due at the very time
+    /// `next_deadline` names for it, so an alarm firing on time always removes something.
+    fn retain(&mut self, now_ms: u64) -> Result<(), InboxError> {
+        // "Older than x at now" is "stored before now + 1 - x".
+        let due = |age: u64| (now_ms + 1).saturating_sub(age);
+        let by_time = Prune {
+            through_seq: None,
+            created_before: due(self.limits.inbox_max_age_ms),
+            expired_by: now_ms,
+            keys_before: due(self.limits.idempotency_window_ms),
+            acks_before: due(self.limits.inbox_max_age_ms),
+        };
+        self.inbox.prune(&by_time)?;
+        // Only then the count bound, so that expired items make room before live ones go.
+        let excess = self
+            .inbox
+            .item_count()?
+            .saturating_sub(self.limits.inbox_max_items);
+        if excess > 0 {
+            let oldest = self.inbox.items(&Range {
+                after: None,
+                before: None,
+                newest_first: false,
+                limit: excess as usize,
+                unread_only: false,
+                now_ms,
+            })?;
+            self.inbox.prune(&Prune {
+                through_seq: oldest.last().map(|n| n.seq),
+                ..by_time
+            })?;
+        }
+        Ok(())
     }
 
     /// A text frame arrived on `session`'s socket.
@@ -174,13 +482,28 @@ impl<I: Inbox> Hub<'_, I> {
         if let Some(close) = self.admit(session, text.len(), now_ms) {
             return vec![close];
         }
-        match serde_json::from_str::<ClientFrame>(text) {
-            Ok(ClientFrame::Ping) => vec![Effect::Reply(ServerFrame::Pong)],
-            Err(e) => vec![Effect::Reply(ServerFrame::error(
-                "bad_frame",
-                format!("not a frame this server understands: {e}"),
-            ))],
-        }
+        let frame = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return vec![Effect::Reply(ServerFrame::error(
+                    "bad_frame",
+                    format!("not a frame this server understands: {e}"),
+                ))]
+            }
+        };
+        let outcome = match frame {
+            ClientFrame::Ping => Ok(vec![Effect::Reply(ServerFrame::Pong)]),
+            ClientFrame::Ack { seq } => self.ack(session, seq, now_ms).map(|()| Vec::new()),
+            ClientFrame::Read(request) => self.read(&request, now_ms).map(|(_, effects)| effects),
+            ClientFrame::Fetch(request) => self
+                .page(&request, now_ms)
+                .map(|page| vec![Effect::Reply(ServerFrame::Page(page))]),
+            ClientFrame::Resume { since } => self
+                .replay(since, now_ms)
+                .map(|frames| frames.into_iter().map(Effect::Reply).collect())
+                .map_err(HubError::from),
+        };
+        outcome.unwrap_or_else(|e| vec![Effect::Reply(e.frame())])
     }
 
     /// A binary frame arrived; Herald speaks JSON text only.
@@ -216,4 +539,33 @@ impl<I: Inbox> Hub<'_, I> {
         }
         None
     }
+}
+
+/// Reads a `GET /v1/notifications` query (`after`, `before`, `limit`, `unread`) into a
+/// page request, naming the parameter that is wrong.
+pub fn page_query<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<PageRequest, HubError> {
+    let mut request = PageRequest::default();
+    for (name, value) in pairs {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| invalid("bad_request", format!("{name}: must be a whole number")))
+        };
+        match name {
+            "after" => request.after = Some(number()?),
+            "before" => request.before = Some(number()?),
+            "limit" => request.limit = Some(number()?),
+            "unread" => {
+                request.unread = match value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(invalid("bad_request", "unread: must be true or false")),
+                }
+            }
+            _ => return Err(invalid("bad_request", format!("{name}: unknown parameter"))),
+        }
+    }
+    Ok(request)
 }

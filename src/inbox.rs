@@ -1,9 +1,16 @@
 //! One user's stored notifications: the log that the delivery promise rests on.
 //!
-//! The [`Inbox`] trait is the storage interface of a `UserHub`; the Durable Object maps it
-//! onto its SQLite database and tests use [`MemoryInbox`]. Sequence numbers are assigned
-//! by the hub, never by storage, and are never reused: `latest_seq` is kept on its own so
-//! that deleting items cannot make a number come back.
+//! The [`Inbox`] trait is the storage interface of a `UserHub`: a small set of dumb
+//! operations (append, range reads, mark read, delete, prune) that the Durable Object maps
+//! onto SQLite and tests run on [`MemoryInbox`]. The rules built on them — which seq comes
+//! next, what a resume replays, what retention removes — live in [`crate::hub`], so that
+//! both stores behave alike by construction.
+//!
+//! Sequence numbers are never reused: `latest_seq` is kept apart from the rows, so deleting
+//! or pruning items cannot make a number come back. `pruned_through` records how far
+//! retention has cut the log, which is how a resume tells an honest gap from a silent one.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,7 +30,7 @@ pub enum Priority {
     Urgent,
 }
 
-/// A notification as stored in an inbox and sent in a `notification` frame.
+/// A notification as stored in an inbox and sent in `notification` and `batch` frames.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     /// Publish-wide id: the same for every recipient of one published message.
@@ -46,6 +53,72 @@ pub struct Notification {
     pub actor: Option<String>,
     /// Milliseconds since the epoch, when the hub stored it.
     pub created_at: u64,
+    /// When the producer's `ttl_s` runs out (ms since the epoch); gone from every view after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Whether the user has read it (on any device).
+    #[serde(default)]
+    pub read: bool,
+}
+
+impl Notification {
+    /// Visible at `now_ms`: not past its TTL.
+    pub fn live_at(&self, now_ms: u64) -> bool {
+        self.expires_at.is_none_or(|at| at > now_ms)
+    }
+}
+
+/// A slice of the log, for replays and inbox pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// Only seqs greater than this.
+    pub after: Option<Seq>,
+    /// Only seqs smaller than this.
+    pub before: Option<Seq>,
+    /// Oldest first (replays, forward paging) or newest first (the notification center).
+    pub newest_first: bool,
+    /// At most this many items.
+    pub limit: usize,
+    /// Only unread items.
+    pub unread_only: bool,
+    /// Items expired at this time are left out.
+    pub now_ms: u64,
+}
+
+/// What retention removes in one pass. Every bound is inclusive of what it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prune {
+    /// Items with seq ≤ this (the count bound).
+    pub through_seq: Option<Seq>,
+    /// Items created before this time (the age bound).
+    pub created_before: u64,
+    /// Items whose TTL ran out at or before this time.
+    pub expired_by: u64,
+    /// Idempotency keys remembered before this time.
+    pub keys_before: u64,
+    /// Device acks last updated before this time.
+    pub acks_before: u64,
+}
+
+/// The earliest time each kind of stored thing will need pruning, from which the hub
+/// computes its one alarm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Horizon {
+    pub oldest_item_at: Option<u64>,
+    pub earliest_expiry: Option<u64>,
+    pub oldest_key_at: Option<u64>,
+    pub oldest_ack_at: Option<u64>,
+}
+
+/// What a publish stored for this user: the publish-wide id and the seq it got here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub id: String,
+    pub seq: Seq,
+    /// The idempotency key had been seen: this is the original receipt and nothing new
+    /// was stored or delivered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -54,22 +127,70 @@ pub enum InboxError {
     Storage(String),
 }
 
-/// The storage a `UserHub` needs. Implementations must make `append` durable before they
-/// return: the publish route answers 202 on the strength of it.
+/// The storage a `UserHub` needs. Writes must be durable when the event that made them
+/// ends: the publish route answers 202 on the strength of `append`.
 pub trait Inbox {
     /// The highest seq ever assigned (0 for a new user), even if that item is gone.
     fn latest_seq(&self) -> Result<Seq, InboxError>;
+    /// The highest seq that retention (count or age) has removed; 0 if none.
+    fn pruned_through(&self) -> Result<Seq, InboxError>;
+    /// The smallest seq still stored, if any.
+    fn oldest_seq(&self) -> Result<Option<Seq>, InboxError>;
+    /// How many items are stored (expired or not).
+    fn item_count(&self) -> Result<u64, InboxError>;
     /// Stores `notification` and records its seq as the latest.
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError>;
-    /// How many stored items are unread.
-    fn unread_count(&self) -> Result<u64, InboxError>;
+    /// Items in `range`, in the order it asks for.
+    fn items(&self, range: &Range) -> Result<Vec<Notification>, InboxError>;
+    /// The live items among `ids` (any order).
+    fn items_by_id(&self, ids: &[String], now_ms: u64) -> Result<Vec<Notification>, InboxError>;
+    /// Live unread items.
+    fn unread_count(&self, now_ms: u64) -> Result<u64, InboxError>;
+    /// Marks the live unread items with seq ≤ `through` (or in `seqs`) read; returns their
+    /// ids in seq order.
+    fn mark_read(&mut self, target: ReadTarget<'_>, now_ms: u64)
+        -> Result<Vec<String>, InboxError>;
+    /// Removes the item `seq`; false if it was not there.
+    fn remove(&mut self, seq: Seq) -> Result<bool, InboxError>;
+    /// Removes what `prune` names; returns the highest seq removed by the count or age
+    /// bound (not by TTL), and records it as `pruned_through`.
+    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError>;
+    /// When each kind of stored thing next needs pruning.
+    fn horizon(&self) -> Result<Horizon, InboxError>;
+    /// The receipt stored under an idempotency key, with when it was remembered.
+    fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError>;
+    /// Remembers `receipt` under `key`.
+    fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError>;
+    /// Records that `device` has seen everything up to `seq`; a lower seq than the one
+    /// stored (from an older session of the device) leaves it in place.
+    fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError>;
+}
+
+/// Which items a read marks, after the hub has resolved ids to seqs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadTarget<'a> {
+    Seqs(&'a [Seq]),
+    Through(Seq),
+}
+
+impl ReadTarget<'_> {
+    fn covers(&self, seq: Seq) -> bool {
+        match self {
+            ReadTarget::Seqs(seqs) => seqs.contains(&seq),
+            ReadTarget::Through(through) => seq <= *through,
+        }
+    }
 }
 
 /// An in-memory [`Inbox`] for tests of the core.
 #[derive(Debug, Default)]
 pub struct MemoryInbox {
-    pub items: Vec<Notification>,
+    items: BTreeMap<Seq, Notification>,
     latest_seq: Seq,
+    pruned_through: Seq,
+    keys: BTreeMap<String, (Receipt, u64)>,
+    /// Device → (acked seq, updated at).
+    pub acks: BTreeMap<String, (Seq, u64)>,
 }
 
 impl Inbox for MemoryInbox {
@@ -77,13 +198,116 @@ impl Inbox for MemoryInbox {
         Ok(self.latest_seq)
     }
 
+    fn pruned_through(&self) -> Result<Seq, InboxError> {
+        Ok(self.pruned_through)
+    }
+
+    fn oldest_seq(&self) -> Result<Option<Seq>, InboxError> {
+        Ok(self.items.keys().next().copied())
+    }
+
+    fn item_count(&self) -> Result<u64, InboxError> {
+        Ok(self.items.len() as u64)
+    }
+
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError> {
         self.latest_seq = notification.seq;
-        self.items.push(notification.clone());
+        self.items.insert(notification.seq, notification.clone());
         Ok(())
     }
 
-    fn unread_count(&self) -> Result<u64, InboxError> {
-        Ok(self.items.len() as u64)
+    fn items(&self, range: &Range) -> Result<Vec<Notification>, InboxError> {
+        let matches = |n: &&Notification| {
+            range.after.is_none_or(|a| n.seq > a)
+                && range.before.is_none_or(|b| n.seq < b)
+                && (!range.unread_only || !n.read)
+                && n.live_at(range.now_ms)
+        };
+        let picked: Vec<Notification> = if range.newest_first {
+            let it = self.items.values().rev().filter(matches);
+            it.take(range.limit).cloned().collect()
+        } else {
+            let it = self.items.values().filter(matches);
+            it.take(range.limit).cloned().collect()
+        };
+        Ok(picked)
+    }
+
+    fn items_by_id(&self, ids: &[String], now_ms: u64) -> Result<Vec<Notification>, InboxError> {
+        Ok(self
+            .items
+            .values()
+            .filter(|n| ids.contains(&n.id) && n.live_at(now_ms))
+            .cloned()
+            .collect())
+    }
+
+    fn unread_count(&self, now_ms: u64) -> Result<u64, InboxError> {
+        Ok(self
+            .items
+            .values()
+            .filter(|n| !n.read && n.live_at(now_ms))
+            .count() as u64)
+    }
+
+    fn mark_read(
+        &mut self,
+        target: ReadTarget<'_>,
+        now_ms: u64,
+    ) -> Result<Vec<String>, InboxError> {
+        let mut marked = Vec::new();
+        for n in self.items.values_mut() {
+            if !n.read && n.live_at(now_ms) && target.covers(n.seq) {
+                n.read = true;
+                marked.push(n.id.clone());
+            }
+        }
+        Ok(marked)
+    }
+
+    fn remove(&mut self, seq: Seq) -> Result<bool, InboxError> {
+        Ok(self.items.remove(&seq).is_some())
+    }
+
+    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+        let mut retained_cut = None;
+        self.items.retain(|&seq, n| {
+            let by_retention =
+                prune.through_seq.is_some_and(|t| seq <= t) || n.created_at < prune.created_before;
+            if by_retention {
+                retained_cut = retained_cut.max(Some(seq));
+            }
+            !by_retention && n.live_at(prune.expired_by)
+        });
+        if let Some(cut) = retained_cut {
+            self.pruned_through = self.pruned_through.max(cut);
+        }
+        self.keys.retain(|_, (_, at)| *at >= prune.keys_before);
+        self.acks.retain(|_, (_, at)| *at >= prune.acks_before);
+        Ok(retained_cut)
+    }
+
+    fn horizon(&self) -> Result<Horizon, InboxError> {
+        Ok(Horizon {
+            oldest_item_at: self.items.values().map(|n| n.created_at).min(),
+            earliest_expiry: self.items.values().filter_map(|n| n.expires_at).min(),
+            oldest_key_at: self.keys.values().map(|(_, at)| *at).min(),
+            oldest_ack_at: self.acks.values().map(|(_, at)| *at).min(),
+        })
+    }
+
+    fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {
+        Ok(self.keys.get(key).cloned())
+    }
+
+    fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError> {
+        self.keys.insert(key.to_owned(), (receipt.clone(), now_ms));
+        Ok(())
+    }
+
+    fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError> {
+        let ack = self.acks.entry(device.to_owned()).or_insert((seq, now_ms));
+        *ack = (ack.0.max(seq), now_ms);
+        Ok(())
     }
 }

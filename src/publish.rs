@@ -24,10 +24,23 @@ pub const MAX_BODY_LEN: usize = 4_096;
 /// Longest `actor`, in characters.
 pub const MAX_ACTOR_LEN: usize = 128;
 
-const MESSAGE_FIELDS: &[&str] = &["to", "event", "title", "body", "data", "priority", "actor"];
+/// Longest `idempotency_key`, in characters.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+const MESSAGE_FIELDS: &[&str] = &[
+    "to",
+    "event",
+    "title",
+    "body",
+    "data",
+    "priority",
+    "actor",
+    "idempotency_key",
+    "ttl_s",
+];
 /// Fields of the contract that this version does not act on yet. Refusing them (rather than
-/// ignoring them) keeps a producer from believing, say, that a retry is idempotent.
-const PLANNED_FIELDS: &[&str] = &["idempotency_key", "ttl_s", "inbox"];
+/// ignoring them) keeps a producer from believing they took effect.
+const PLANNED_FIELDS: &[&str] = &["inbox"];
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PublishError {
@@ -62,6 +75,12 @@ pub struct Draft {
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// A retry with the same key within the idempotency window stores nothing new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Seconds until the notification expires and leaves every view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
 }
 
 /// One validated message and who receives it (deduplicated, in the order given).
@@ -209,6 +228,21 @@ fn parse_message(
             data: fields.get("data").filter(|d| !d.is_null()).cloned(),
             priority,
             actor: optional_text(fields, path, "actor", MAX_ACTOR_LEN)?,
+            idempotency_key: match optional_text(
+                fields,
+                path,
+                "idempotency_key",
+                MAX_IDEMPOTENCY_KEY_LEN,
+            )? {
+                Some(key) if key.is_empty() || key.chars().any(char::is_control) => {
+                    return Err(field_error(
+                        format!("{path}idempotency_key"),
+                        "must be 1 to 128 printable characters",
+                    ))
+                }
+                key => key,
+            },
+            ttl_s: parse_ttl(fields.get("ttl_s"), path, limits)?,
         },
     })
 }
@@ -260,6 +294,24 @@ fn parse_recipients(
         }
     }
     Ok(recipients)
+}
+
+fn parse_ttl(
+    value: Option<&Value>,
+    path: &str,
+    limits: &Limits,
+) -> Result<Option<u64>, PublishError> {
+    let max_s = limits.inbox_max_age_ms / 1000;
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(ttl) if (1..=max_s).contains(&ttl) => Ok(Some(ttl)),
+            _ => Err(field_error(
+                format!("{path}ttl_s"),
+                format!("must be a whole number of seconds from 1 to {max_s}"),
+            )),
+        },
+    }
 }
 
 fn valid_event(event: &str) -> bool {

@@ -14,6 +14,12 @@ pub enum Route {
     Connect,
     /// `POST /v1/publish`: producers publish notifications.
     Publish,
+    /// `GET /v1/notifications`: a page of the caller's inbox.
+    Notifications,
+    /// `POST /v1/notifications/read`: mark items read on every device.
+    MarkRead,
+    /// `DELETE /v1/notifications/{id}`: remove one item.
+    DeleteNotification,
     /// `GET /dev/token`: a token for a dev user; exists only with `DEV_MODE=true`.
     DevToken,
     /// `OPTIONS` on any route: a CORS preflight.
@@ -28,47 +34,102 @@ pub enum RouteError {
     MethodNotAllowed { allowed: &'static str },
 }
 
-/// Every path with the methods it accepts (preflights aside).
+/// Every path with the method it accepts (preflights aside). A segment written `{id}`
+/// matches any one non-empty segment; exact paths are tried first.
 pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/healthz", "GET", Route::Healthz),
     ("/v1/connect", "GET", Route::Connect),
     ("/v1/publish", "POST", Route::Publish),
+    ("/v1/notifications", "GET", Route::Notifications),
+    ("/v1/notifications/read", "POST", Route::MarkRead),
+    (
+        "/v1/notifications/{id}",
+        "DELETE",
+        Route::DeleteNotification,
+    ),
     ("/dev/token", "GET", Route::DevToken),
 ];
 
+/// A resolved request: the route and, for `{id}` routes, the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub route: Route,
+    pub id: Option<String>,
+}
+
+/// Whether `path` fits `pattern`, and the `{id}` segment if it has one.
+fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
+    let (prefix, tail) = match pattern.strip_suffix("{id}") {
+        Some(prefix) => (prefix, true),
+        None => return (pattern == path).then_some(None),
+    };
+    let id = path.strip_prefix(prefix)?;
+    (tail && !id.is_empty() && !id.contains('/')).then(|| Some(id.to_owned()))
+}
+
 /// Resolves `method path` to a route.
-pub fn resolve(method: &str, path: &str) -> Result<Route, RouteError> {
-    let (_, allowed, route) = ROUTES
+pub fn resolve(method: &str, path: &str) -> Result<Resolved, RouteError> {
+    let (id, allowed, route) = ROUTES
         .iter()
-        .find(|(p, _, _)| *p == path)
+        .filter(|(p, _, _)| !p.contains('{'))
+        .chain(ROUTES.iter().filter(|(p, _, _)| p.contains('{')))
+        .find_map(|(p, m, r)| matches(p, path).map(|id| (id, *m, *r)))
         .ok_or(RouteError::NotFound)?;
-    if method.eq_ignore_ascii_case("OPTIONS") {
-        Ok(Route::Preflight)
+    let route = if method.eq_ignore_ascii_case("OPTIONS") {
+        Route::Preflight
     } else if method.eq_ignore_ascii_case(allowed)
-        || (*allowed == "GET" && method.eq_ignore_ascii_case("HEAD"))
+        || (allowed == "GET" && method.eq_ignore_ascii_case("HEAD"))
     {
-        Ok(*route)
+        route
     } else {
-        Err(RouteError::MethodNotAllowed { allowed })
-    }
+        return Err(RouteError::MethodNotAllowed { allowed });
+    };
+    Ok(Resolved { route, id })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn route(method: &str, path: &str) -> Result<Route, RouteError> {
+        resolve(method, path).map(|r| r.route)
+    }
+
     #[test]
     fn known_routes() {
-        assert_eq!(resolve("GET", "/healthz"), Ok(Route::Healthz));
-        assert_eq!(resolve("POST", "/v1/publish"), Ok(Route::Publish));
-        assert_eq!(resolve("OPTIONS", "/v1/publish"), Ok(Route::Preflight));
+        assert_eq!(route("GET", "/healthz"), Ok(Route::Healthz));
+        assert_eq!(route("POST", "/v1/publish"), Ok(Route::Publish));
+        assert_eq!(route("OPTIONS", "/v1/publish"), Ok(Route::Preflight));
+        assert_eq!(route("POST", "/v1/notifications/read"), Ok(Route::MarkRead));
+    }
+
+    #[test]
+    fn id_routes_take_one_segment() {
+        let r = resolve("DELETE", "/v1/notifications/ntf_1").unwrap();
+        assert_eq!(
+            (r.route, r.id.as_deref()),
+            (Route::DeleteNotification, Some("ntf_1"))
+        );
+        assert_eq!(
+            route("DELETE", "/v1/notifications/"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            route("DELETE", "/v1/notifications/a/b"),
+            Err(RouteError::NotFound)
+        );
+        // The exact path wins over the pattern.
+        assert_eq!(
+            route("DELETE", "/v1/notifications/read"),
+            Err(RouteError::MethodNotAllowed { allowed: "POST" })
+        );
     }
 
     #[test]
     fn unknown_path_and_wrong_method() {
-        assert_eq!(resolve("GET", "/nope"), Err(RouteError::NotFound));
+        assert_eq!(route("GET", "/nope"), Err(RouteError::NotFound));
         assert_eq!(
-            resolve("GET", "/v1/publish"),
+            route("GET", "/v1/publish"),
             Err(RouteError::MethodNotAllowed { allowed: "POST" })
         );
     }

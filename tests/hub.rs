@@ -1,29 +1,20 @@
 //! The UserHub core driven natively: an in-memory inbox, a fake clock in milliseconds, and
 //! the effects it asks the glue to carry out.
 
+mod common;
+
+use common::{draft, stored, T0};
 use herald::config::Limits;
 use herald::frame::{CloseCode, ServerFrame};
-use herald::hub::{Admission, Effect, Hub, Receipt, Session};
-use herald::inbox::{Inbox, InboxError, MemoryInbox, Notification, Priority, Seq};
+use herald::hub::{Admission, Effect, Hub, Session};
+use herald::inbox::{
+    Horizon, Inbox, InboxError, MemoryInbox, Notification, Priority, Prune, Range, ReadTarget,
+    Receipt, Seq,
+};
 use herald::publish::Draft;
 use serde_json::{json, Value};
 
-/// The fake clock's starting point, in milliseconds since the epoch.
-const T0: u64 = 1_700_000_000_000;
-
 // ---- helpers ------------------------------------------------------------------------
-
-fn draft(id: &str, event: &str) -> Draft {
-    Draft {
-        id: id.into(),
-        event: event.into(),
-        title: None,
-        body: None,
-        data: None,
-        priority: Priority::Normal,
-        actor: None,
-    }
-}
 
 fn publish(inbox: &mut MemoryInbox, ids: &[&str], now_ms: u64) -> (Vec<Receipt>, Vec<Effect>) {
     let limits = Limits::default();
@@ -42,7 +33,7 @@ fn seqs(receipts: &[Receipt]) -> Vec<Seq> {
 
 fn connect(inbox: &mut MemoryInbox, limits: &Limits, open_sockets: usize) -> Admission {
     Hub { inbox, limits }
-        .connect("alice", open_sockets, "ses_1".into(), None, T0)
+        .connect("alice", open_sockets, "ses_1".into(), None, None, T0)
         .unwrap()
 }
 
@@ -106,24 +97,32 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
     let mut inbox = MemoryInbox::default();
     publish(&mut inbox, &["n1", "n2", "n3"], T0);
 
-    let Admission::Welcome { session, welcome } = Hub {
+    let Admission::Welcome { session, frames } = Hub {
         inbox: &mut inbox,
         limits: &limits,
     }
-    .connect("alice", 2, "ses_9".into(), Some("phone".into()), T0 + 5)
+    .connect(
+        "alice",
+        2,
+        "ses_9".into(),
+        Some("phone".into()),
+        None,
+        T0 + 5,
+    )
     .unwrap() else {
         panic!("refused")
     };
+    // Without a resume cursor the welcome is all there is to send.
     assert_eq!(
-        welcome,
-        ServerFrame::Welcome {
+        frames,
+        [ServerFrame::Welcome {
             user: "alice".into(),
             session: "ses_9".into(),
             device: Some("phone".into()),
             seq: 3,
             unread_count: 3,
             heartbeat_ms: limits.heartbeat_ms,
-        }
+        }]
     );
     assert_eq!(
         (session.user.as_str(), session.id.as_str()),
@@ -136,16 +135,16 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
 #[test]
 fn a_new_user_is_welcomed_at_seq_zero() {
     let admission = connect(&mut MemoryInbox::default(), &Limits::default(), 0);
-    let Admission::Welcome { welcome, .. } = admission else {
+    let Admission::Welcome { frames, .. } = admission else {
         panic!("refused")
     };
     assert!(matches!(
-        welcome,
-        ServerFrame::Welcome {
+        frames.as_slice(),
+        [ServerFrame::Welcome {
             seq: 0,
             unread_count: 0,
             ..
-        }
+        }]
     ));
 }
 
@@ -185,13 +184,10 @@ fn publish_continues_after_the_latest_seq_even_if_items_are_gone() {
     // Seqs are never reused: an inbox whose latest is 41 goes on at 42.
     let mut inbox = MemoryInbox::default();
     publish(&mut inbox, &["old"], T0);
-    inbox
-        .append(&Notification {
-            seq: 41,
-            ..inbox.items[0].clone()
-        })
-        .unwrap();
-    inbox.items.clear();
+    let old = stored(&inbox).remove(0);
+    inbox.append(&Notification { seq: 41, ..old }).unwrap();
+    assert!(inbox.remove(1).unwrap() && inbox.remove(41).unwrap());
+    assert_eq!(inbox.item_count().unwrap(), 0);
     let (receipts, _) = publish(&mut inbox, &["x", "y"], T0);
     assert_eq!(seqs(&receipts), [42, 43]);
 }
@@ -205,21 +201,27 @@ fn publish_stores_returns_receipts_in_order_and_broadcasts_each() {
     assert_eq!(ids, ["n1", "n2", "n3"]);
 
     // Stored by the time publish returns, with the seq and time the hub gave them.
-    let stored: Vec<(&str, Seq, u64)> = inbox
-        .items
+    let items = stored(&inbox);
+    let summary: Vec<(&str, Seq, u64)> = items
         .iter()
         .map(|n| (n.id.as_str(), n.seq, n.created_at))
         .collect();
-    assert_eq!(stored, [("n1", 1, T0), ("n2", 2, T0), ("n3", 3, T0)]);
+    assert_eq!(summary, [("n1", 1, T0), ("n2", 2, T0), ("n3", 3, T0)]);
 
-    let pushed: Vec<&Notification> = effects
+    // One notification per item, then a single count update for the whole publish.
+    let (last, notifications) = effects.split_last().expect("effects");
+    let pushed: Vec<&Notification> = notifications
         .iter()
         .map(|e| match e {
             Effect::Broadcast(ServerFrame::Notification(n)) => n,
             other => panic!("expected a broadcast notification, got {other:?}"),
         })
         .collect();
-    assert_eq!(pushed, inbox.items.iter().collect::<Vec<_>>());
+    assert_eq!(pushed, items.iter().collect::<Vec<_>>());
+    assert_eq!(
+        *last,
+        Effect::Broadcast(ServerFrame::UnreadCount { unread_count: 3 })
+    );
 }
 
 #[test]
@@ -240,7 +242,7 @@ fn publish_carries_every_draft_field_into_the_notification() {
     }
     .publish(vec![full.clone()], T0)
     .unwrap();
-    let stored = &inbox.items[0];
+    let stored = &stored(&inbox)[0];
     assert_eq!(
         (&stored.id, &stored.event, &stored.title, &stored.body),
         (&full.id, &full.event, &full.title, &full.body)
@@ -251,34 +253,105 @@ fn publish_carries_every_draft_field_into_the_notification() {
     );
 }
 
-/// An inbox whose storage fails after `ok_appends` successful appends.
+/// An inbox whose storage breaks after `ok_appends` successful appends. From then on every
+/// operation fails, as a lost database would: no method can quietly succeed (or quietly
+/// return a default) and make a test pass for the wrong reason.
 struct FailingInbox {
     inner: MemoryInbox,
     ok_appends: usize,
+    appends: usize,
+}
+
+impl FailingInbox {
+    fn new(ok_appends: usize) -> Self {
+        Self {
+            inner: MemoryInbox::default(),
+            ok_appends,
+            appends: 0,
+        }
+    }
+
+    fn healthy(&self) -> Result<(), InboxError> {
+        if self.appends >= self.ok_appends {
+            return Err(InboxError::Storage("disk on fire".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Inbox for FailingInbox {
     fn latest_seq(&self) -> Result<Seq, InboxError> {
+        self.healthy()?;
         self.inner.latest_seq()
     }
+    fn pruned_through(&self) -> Result<Seq, InboxError> {
+        self.healthy()?;
+        self.inner.pruned_through()
+    }
+    fn oldest_seq(&self) -> Result<Option<Seq>, InboxError> {
+        self.healthy()?;
+        self.inner.oldest_seq()
+    }
+    fn item_count(&self) -> Result<u64, InboxError> {
+        self.healthy()?;
+        self.inner.item_count()
+    }
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError> {
-        if self.inner.items.len() >= self.ok_appends {
-            return Err(InboxError::Storage("disk on fire".into()));
-        }
+        self.healthy()?;
+        self.appends += 1;
         self.inner.append(notification)
     }
-    fn unread_count(&self) -> Result<u64, InboxError> {
-        self.inner.unread_count()
+    fn items(&self, range: &Range) -> Result<Vec<Notification>, InboxError> {
+        self.healthy()?;
+        self.inner.items(range)
+    }
+    fn items_by_id(&self, ids: &[String], now_ms: u64) -> Result<Vec<Notification>, InboxError> {
+        self.healthy()?;
+        self.inner.items_by_id(ids, now_ms)
+    }
+    fn unread_count(&self, now_ms: u64) -> Result<u64, InboxError> {
+        self.healthy()?;
+        self.inner.unread_count(now_ms)
+    }
+    fn mark_read(
+        &mut self,
+        target: ReadTarget<'_>,
+        now_ms: u64,
+    ) -> Result<Vec<String>, InboxError> {
+        self.healthy()?;
+        self.inner.mark_read(target, now_ms)
+    }
+    fn remove(&mut self, seq: Seq) -> Result<bool, InboxError> {
+        self.healthy()?;
+        self.inner.remove(seq)
+    }
+    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+        self.healthy()?;
+        self.inner.prune(prune)
+    }
+    fn horizon(&self) -> Result<Horizon, InboxError> {
+        self.healthy()?;
+        self.inner.horizon()
+    }
+    fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {
+        self.healthy()?;
+        self.inner.receipt_for(key)
+    }
+    fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.remember(key, receipt, now_ms)
+    }
+    fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.record_ack(device, seq, now_ms)
     }
 }
 
 #[test]
 fn publish_answers_nothing_when_storage_fails() {
-    // The producer's 202 rests on the receipts, so a failed append must not yield any.
-    let mut inbox = FailingInbox {
-        inner: MemoryInbox::default(),
-        ok_appends: 1,
-    };
+    // The producer's 202 rests on the receipts, so a failed append must not yield any,
+    // not even for the message stored before the failure.
+    let mut inbox = FailingInbox::new(1);
     let limits = Limits::default();
     let result = Hub {
         inbox: &mut inbox,
@@ -286,6 +359,33 @@ fn publish_answers_nothing_when_storage_fails() {
     }
     .publish(vec![draft("n1", "e"), draft("n2", "e")], T0);
     assert!(matches!(result, Err(InboxError::Storage(_))));
+    assert_eq!(inbox.appends, 1, "the first append went through");
+}
+
+#[test]
+fn broken_storage_reaches_every_caller_as_a_storage_error() {
+    let limits = Limits::default();
+    let mut session = session(&limits);
+    let mut inbox = FailingInbox::new(0);
+    let mut hub = Hub {
+        inbox: &mut inbox,
+        limits: &limits,
+    };
+    let storage_failed = |e: &InboxError| matches!(e, InboxError::Storage(_));
+    assert!(storage_failed(
+        &hub.connect("alice", 0, "s".into(), None, Some(0), T0)
+            .unwrap_err()
+    ));
+    assert!(storage_failed(
+        &hub.publish(vec![draft("n1", "e")], T0).unwrap_err()
+    ));
+    assert!(storage_failed(&hub.alarm(T0).unwrap_err()));
+    // A socket is told to retry rather than being closed or left without an answer.
+    let effects = hub.client_text(&mut session, r#"{"type":"fetch"}"#, T0);
+    assert!(
+        matches!(effects.as_slice(), [Effect::Reply(ServerFrame::Error { code, .. })] if code == "unavailable"),
+        "{effects:?}"
+    );
 }
 
 // ---- client frames ------------------------------------------------------------------
@@ -421,7 +521,8 @@ fn notification_json_has_the_documented_fields() {
     let Effect::Broadcast(frame) = &effects[0] else {
         panic!("{effects:?}")
     };
-    // Absent optional fields are left out rather than sent as null.
+    // Absent optional fields (including `expires_at` without a TTL) are left out rather
+    // than sent as null; `read` is always there, since the inbox keeps read state.
     assert_eq!(
         json_of(frame),
         json!({
@@ -431,6 +532,7 @@ fn notification_json_has_the_documented_fields() {
             "event": "task.updated",
             "priority": "normal",
             "created_at": T0,
+            "read": false,
         })
     );
 }

@@ -19,7 +19,7 @@ use worker::{
 use crate::auth::{self, AuthError, TokenVerifier};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::hub::Receipt;
+use crate::inbox::Receipt;
 use crate::publish::{Draft, PublishRequest};
 use crate::route::{self, Route};
 
@@ -29,9 +29,14 @@ pub(crate) mod internal {
     pub const USER: &str = "x-herald-user";
     pub const DEVICE: &str = "x-herald-device";
     pub const PROTOCOL: &str = "x-herald-protocol";
-    pub const CONNECT_URL: &str = "https://user-hub/connect";
-    pub const PUBLISH_URL: &str = "https://user-hub/publish";
+    pub const SINCE: &str = "x-herald-since";
+    pub const ID: &str = "x-herald-id";
+    /// Hub requests go to `https://user-hub/<route>`; the host is never resolved.
+    pub const HUB_ORIGIN: &str = "https://user-hub";
 }
+
+/// Longest notification id accepted in a path.
+const MAX_ID_LEN: usize = 128;
 
 /// Longest `?device=` name.
 const MAX_DEVICE_LEN: usize = 64;
@@ -72,11 +77,46 @@ async fn serve(
     config: &Config,
 ) -> std::result::Result<Response, ApiError> {
     let method = req.method();
-    match route::resolve(method.as_ref(), &req.path())? {
+    let resolved = route::resolve(method.as_ref(), &req.path())?;
+    match resolved.route {
         Route::Healthz => json_response(200, &json!({ "status": "ok" })),
         Route::Preflight => preflight(),
         Route::Connect => connect(req, env).await,
         Route::Publish => publish(req, env, config).await,
+        Route::Notifications => {
+            let user = user_from_bearer(&req, env)?;
+            let query = req
+                .url()
+                .map_err(internal_error)?
+                .query()
+                .map(str::to_owned);
+            let path = match query {
+                Some(q) => format!("/notifications?{q}"),
+                None => "/notifications".to_owned(),
+            };
+            to_hub(env, &user, Method::Get, &path, &[], None).await
+        }
+        Route::MarkRead => {
+            let user = user_from_bearer(&req, env)?;
+            let body = bounded_body(req, config.limits.max_frame_bytes).await?;
+            to_hub(env, &user, Method::Post, "/read", &[], Some(body)).await
+        }
+        Route::DeleteNotification => {
+            let user = user_from_bearer(&req, env)?;
+            let id = resolved.id.unwrap_or_default();
+            if id.len() > MAX_ID_LEN {
+                return Err(ApiError::new(404, "not_found", "no such notification"));
+            }
+            to_hub(
+                env,
+                &user,
+                Method::Post,
+                "/delete",
+                &[(internal::ID, &id)],
+                None,
+            )
+            .await
+        }
         Route::DevToken if config.dev_mode => dev_token(&req, env),
         // Outside dev mode the route does not exist at all.
         Route::DevToken => Err(route::RouteError::NotFound.into()),
@@ -129,6 +169,12 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
         query("token").as_deref(),
     )?;
     let claims = verifier(env)?.verify(&presented.token, now_s())?;
+    let since = query("since")
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::new(400, "bad_request", "since: must be a whole number"))
+        })
+        .transpose()?;
     let device = query("device");
     if let Some(d) = &device {
         let valid = !d.is_empty()
@@ -154,9 +200,13 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
     if presented.answer_protocol {
         set(internal::PROTOCOL, auth::PROTOCOL)?;
     }
+    if let Some(since) = since {
+        set(internal::SINCE, &since.to_string())?;
+    }
     let mut init = RequestInit::new();
     init.with_headers(forwarded);
-    let request = Request::new_with_init(internal::CONNECT_URL, &init).map_err(internal_error)?;
+    let url = format!("{}/connect", internal::HUB_ORIGIN);
+    let request = Request::new_with_init(&url, &init).map_err(internal_error)?;
     hub(env, &claims.sub)?
         .fetch_with_request(request)
         .await
@@ -165,40 +215,44 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
 
 /// `POST /v1/publish`: validate, store in every recipient's hub, then answer 202.
 async fn publish(
-    mut req: Request,
+    req: Request,
     env: &Env,
     config: &Config,
 ) -> std::result::Result<Response, ApiError> {
     authorize_producer(&req, env)?;
-    let limit = config.limits.max_publish_bytes;
-    let declared = header(req.headers(), "Content-Length").and_then(|l| l.parse::<usize>().ok());
-    if let Some(size) = declared.filter(|&size| size > limit) {
-        return Err(crate::publish::PublishError::TooLarge { size, limit }.into());
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::new(400, "bad_request", "could not read the body"))?;
+    let body = bounded_body(req, config.limits.max_publish_bytes).await?;
     let request = PublishRequest::parse(&body, &config.limits, || random_id("ntf_"))?;
 
     let groups = request.by_recipient();
     let stores = groups.iter().map(|(user, drafts)| store(env, user, drafts));
-    let mut seqs = std::collections::HashMap::new();
-    for (user, receipts) in groups.iter().map(|(u, _)| *u).zip(join_all(stores).await) {
-        for receipt in receipts? {
-            seqs.insert((receipt.id, user), receipt.seq);
+    // Each hub answers one receipt per draft, in the order sent.
+    let mut receipts = std::collections::HashMap::new();
+    for ((user, drafts), answer) in groups.iter().zip(join_all(stores).await) {
+        let answer = answer?;
+        if answer.len() != drafts.len() {
+            return Err(ApiError::internal("a hub did not store every message"));
+        }
+        for (draft, receipt) in drafts.iter().zip(answer) {
+            receipts.insert((draft.id.as_str(), *user), receipt);
         }
     }
     let mut results = Vec::with_capacity(request.messages.len());
     for m in &request.messages {
+        let mut id = None;
         let mut recipients = Vec::with_capacity(m.recipients.len());
         for user in &m.recipients {
-            let seq = seqs
-                .get(&(m.draft.id.clone(), user.as_str()))
+            let receipt = receipts
+                .get(&(m.draft.id.as_str(), user.as_str()))
                 .ok_or_else(|| ApiError::internal("a hub did not store every message"))?;
-            recipients.push(json!({ "user": user, "seq": seq }));
+            // A repeated idempotency key answers with the id first stored.
+            id.get_or_insert_with(|| receipt.id.clone());
+            let mut recipient = json!({ "user": user, "seq": receipt.seq });
+            if receipt.duplicate {
+                recipient["duplicate"] = true.into();
+            }
+            recipients.push(recipient);
         }
-        results.push(json!({ "id": m.draft.id, "recipients": recipients }));
+        results.push(json!({ "id": id, "recipients": recipients }));
     }
     log::event(
         "publish",
@@ -241,21 +295,16 @@ async fn store(
     user: &str,
     drafts: &[&Draft],
 ) -> std::result::Result<Vec<Receipt>, ApiError> {
-    let headers = Headers::new();
-    headers.set(internal::USER, user).map_err(internal_error)?;
-    headers
-        .set("Content-Type", "application/json")
-        .map_err(internal_error)?;
     let body = serde_json::to_string(drafts).map_err(internal_error)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
-    let request = Request::new_with_init(internal::PUBLISH_URL, &init).map_err(internal_error)?;
-    let mut response = hub(env, user)?
-        .fetch_with_request(request)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("user hub: {e}")))?;
+    let mut response = to_hub(
+        env,
+        user,
+        Method::Post,
+        "/publish",
+        &[],
+        Some(body.into_bytes()),
+    )
+    .await?;
     if response.status_code() != 200 {
         return Err(ApiError::unavailable(format!(
             "user hub answered {}",
@@ -263,6 +312,62 @@ async fn store(
         )));
     }
     response.json().await.map_err(internal_error)
+}
+
+/// Sends a request to `user`'s hub with only what the Worker has verified, and returns
+/// the hub's answer as is.
+async fn to_hub(
+    env: &Env,
+    user: &str,
+    method: Method,
+    path: &str,
+    extra: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> std::result::Result<Response, ApiError> {
+    let headers = Headers::new();
+    headers.set(internal::USER, user).map_err(internal_error)?;
+    for (name, value) in extra {
+        headers.set(name, value).map_err(internal_error)?;
+    }
+    if body.is_some() {
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(internal_error)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method)
+        .with_headers(headers)
+        .with_body(body.map(|b| worker::js_sys::Uint8Array::from(b.as_slice()).into()));
+    let url = format!("{}{path}", internal::HUB_ORIGIN);
+    let request = Request::new_with_init(&url, &init).map_err(internal_error)?;
+    hub(env, user)?
+        .fetch_with_request(request)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("user hub: {e}")))
+}
+
+/// The caller of a REST route: the `sub` of a verified `Authorization: Bearer` token.
+fn user_from_bearer(req: &Request, env: &Env) -> std::result::Result<String, ApiError> {
+    let authorization = header(req.headers(), "Authorization");
+    let token = auth::bearer(authorization.as_deref()).ok_or(AuthError::MissingToken)?;
+    Ok(verifier(env)?.verify(token, now_s())?.sub)
+}
+
+/// Reads a request body of at most `limit` bytes (413 beyond).
+async fn bounded_body(mut req: Request, limit: usize) -> std::result::Result<Vec<u8>, ApiError> {
+    let too_large = |size| crate::publish::PublishError::TooLarge { size, limit }.into();
+    let declared = header(req.headers(), "Content-Length").and_then(|l| l.parse::<usize>().ok());
+    if let Some(size) = declared.filter(|&size| size > limit) {
+        return Err(too_large(size));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::new(400, "bad_request", "could not read the body"))?;
+    if body.len() > limit {
+        return Err(too_large(body.len()));
+    }
+    Ok(body)
 }
 
 fn hub(env: &Env, user: &str) -> std::result::Result<Stub, ApiError> {
@@ -318,7 +423,7 @@ fn json_response(status: u16, body: &serde_json::Value) -> std::result::Result<R
         .map_err(internal_error)
 }
 
-fn error_response(err: &ApiError) -> Result<Response> {
+pub(crate) fn error_response(err: &ApiError) -> Result<Response> {
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
     Ok(Response::ok(err.body())?

@@ -3,40 +3,100 @@
 //! Statements run synchronously inside the object, and the runtime coalesces the writes of
 //! one event into a single atomic commit that must succeed before any response or socket
 //! message leaves the object (its output gate). That is what lets the publish route say
-//! "stored" the moment `append` returns.
+//! "stored" the moment `append` returns, and makes every multi-statement write here atomic.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
-use crate::inbox::{Inbox, InboxError, Notification, Seq};
+use crate::inbox::{
+    Horizon, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
+};
 
-/// Schema, applied idempotently when the object starts. `hub_meta` keeps counters that
-/// must not be derived from rows that retention may delete.
+/// Schema, applied idempotently when the object starts. The item itself is stored as JSON;
+/// the columns beside it are what queries filter and sort on. `hub_meta` keeps counters
+/// that must not be derived from rows that retention deletes.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS notifications (
     seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    expires_at INTEGER,
     read_at INTEGER,
     item TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS notifications_by_id ON notifications (id);
 CREATE TABLE IF NOT EXISTS hub_meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_acks (
+    device TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
+);
 ";
+
+/// `expires_at` filter shared by every read of live items; binds `now`.
+const LIVE: &str = "(expires_at IS NULL OR expires_at > ?)";
 
 pub struct SqlInbox {
     sql: SqlStorage,
 }
 
 #[derive(Deserialize)]
-struct Count {
-    n: i64,
+struct Number {
+    n: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct ItemRow {
+    item: String,
+    read: i64,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    id: String,
+    seq: i64,
+    at: i64,
+}
+
+#[derive(Deserialize)]
+struct HorizonRow {
+    oldest_item_at: Option<i64>,
+    earliest_expiry: Option<i64>,
+    oldest_key_at: Option<i64>,
+    oldest_ack_at: Option<i64>,
 }
 
 fn storage_error(e: impl std::fmt::Display) -> InboxError {
     InboxError::Storage(e.to_string())
+}
+
+/// Seqs and times are far below 2^53, so they survive the trip through JavaScript.
+fn int(value: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value as i64)
+}
+
+fn unsigned(value: Option<i64>) -> Option<u64> {
+    value.map(|v| v.max(0) as u64)
+}
+
+/// `?, ?, …` for `n` bindings.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 impl SqlInbox {
@@ -45,46 +105,251 @@ impl SqlInbox {
         Ok(Self { sql })
     }
 
-    fn count(&self, query: &str) -> Result<u64, InboxError> {
-        let rows: Vec<Count> = self
-            .sql
-            .exec(query, None)
-            .and_then(|c| c.to_array())
-            .map_err(storage_error)?;
-        Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+    fn rows<T: DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>, InboxError> {
+        self.sql
+            .exec(query, bindings)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(storage_error)
+    }
+
+    fn run(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<usize, InboxError> {
+        self.sql
+            .exec(query, bindings)
+            .map(|cursor| {
+                // Writes happen as the cursor is consumed.
+                cursor.raw().count();
+                cursor.rows_written()
+            })
+            .map_err(storage_error)
+    }
+
+    fn number(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<u64, InboxError> {
+        let rows: Vec<Number> = self.rows(query, bindings)?;
+        Ok(unsigned(rows.first().and_then(|r| r.n)).unwrap_or(0))
+    }
+
+    fn set_meta(&self, key: &str, value: u64) -> Result<(), InboxError> {
+        self.run(
+            "INSERT INTO hub_meta (key, value) VALUES (?, ?)
+             ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            vec![key.into(), int(value)],
+        )?;
+        Ok(())
+    }
+
+    fn notifications(&self, rows: Vec<ItemRow>) -> Result<Vec<Notification>, InboxError> {
+        rows.into_iter()
+            .map(|row| {
+                let mut item: Notification =
+                    serde_json::from_str(&row.item).map_err(storage_error)?;
+                item.read = row.read != 0;
+                Ok(item)
+            })
+            .collect()
     }
 }
 
 impl Inbox for SqlInbox {
     fn latest_seq(&self) -> Result<Seq, InboxError> {
-        self.count("SELECT value AS n FROM hub_meta WHERE key = 'latest_seq'")
+        self.number(
+            "SELECT value AS n FROM hub_meta WHERE key = 'latest_seq'",
+            vec![],
+        )
+    }
+
+    fn pruned_through(&self) -> Result<Seq, InboxError> {
+        self.number(
+            "SELECT value AS n FROM hub_meta WHERE key = 'pruned_through'",
+            vec![],
+        )
+    }
+
+    fn oldest_seq(&self) -> Result<Option<Seq>, InboxError> {
+        let rows: Vec<Number> = self.rows("SELECT MIN(seq) AS n FROM notifications", vec![])?;
+        Ok(unsigned(rows.first().and_then(|r| r.n)))
+    }
+
+    fn item_count(&self) -> Result<u64, InboxError> {
+        self.number("SELECT COUNT(*) AS n FROM notifications", vec![])
     }
 
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError> {
         let item = serde_json::to_string(notification).map_err(storage_error)?;
-        let seq = SqlStorageValue::Integer(notification.seq as i64);
-        self.sql
-            .exec(
-                "INSERT INTO notifications (seq, id, created_at, item) VALUES (?, ?, ?, ?)",
-                vec![
-                    seq.clone(),
-                    notification.id.as_str().into(),
-                    SqlStorageValue::Integer(notification.created_at as i64),
-                    item.into(),
-                ],
-            )
-            .map_err(storage_error)?;
-        self.sql
-            .exec(
-                "INSERT INTO hub_meta (key, value) VALUES ('latest_seq', ?)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                vec![seq],
-            )
-            .map_err(storage_error)?;
+        self.run(
+            "INSERT INTO notifications (seq, id, created_at, expires_at, item)
+             VALUES (?, ?, ?, ?, ?)",
+            vec![
+                int(notification.seq),
+                notification.id.as_str().into(),
+                int(notification.created_at),
+                notification.expires_at.map(int).into(),
+                item.into(),
+            ],
+        )?;
+        self.set_meta("latest_seq", notification.seq)
+    }
+
+    fn items(&self, range: &Range) -> Result<Vec<Notification>, InboxError> {
+        let mut query =
+            format!("SELECT item, read_at IS NOT NULL AS read FROM notifications WHERE {LIVE}");
+        let mut bindings = vec![int(range.now_ms)];
+        if let Some(after) = range.after {
+            query.push_str(" AND seq > ?");
+            bindings.push(int(after));
+        }
+        if let Some(before) = range.before {
+            query.push_str(" AND seq < ?");
+            bindings.push(int(before));
+        }
+        if range.unread_only {
+            query.push_str(" AND read_at IS NULL");
+        }
+        query.push_str(if range.newest_first {
+            " ORDER BY seq DESC LIMIT ?"
+        } else {
+            " ORDER BY seq ASC LIMIT ?"
+        });
+        bindings.push(int(range.limit as u64));
+        let rows = self.rows(&query, bindings)?;
+        self.notifications(rows)
+    }
+
+    fn items_by_id(&self, ids: &[String], now_ms: u64) -> Result<Vec<Notification>, InboxError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query = format!(
+            "SELECT item, read_at IS NOT NULL AS read FROM notifications
+             WHERE {LIVE} AND id IN ({}) ORDER BY seq",
+            placeholders(ids.len())
+        );
+        let mut bindings = vec![int(now_ms)];
+        bindings.extend(ids.iter().map(|id| id.as_str().into()));
+        let rows = self.rows(&query, bindings)?;
+        self.notifications(rows)
+    }
+
+    fn unread_count(&self, now_ms: u64) -> Result<u64, InboxError> {
+        self.number(
+            &format!("SELECT COUNT(*) AS n FROM notifications WHERE read_at IS NULL AND {LIVE}"),
+            vec![int(now_ms)],
+        )
+    }
+
+    fn mark_read(
+        &mut self,
+        target: ReadTarget<'_>,
+        now_ms: u64,
+    ) -> Result<Vec<String>, InboxError> {
+        let (condition, mut bindings) = match target {
+            ReadTarget::Seqs([]) => return Ok(Vec::new()),
+            ReadTarget::Seqs(seqs) => (
+                format!("seq IN ({})", placeholders(seqs.len())),
+                seqs.iter().map(|&s| int(s)).collect::<Vec<_>>(),
+            ),
+            ReadTarget::Through(through) => ("seq <= ?".to_owned(), vec![int(through)]),
+        };
+        bindings.push(int(now_ms));
+        let filter = format!("{condition} AND read_at IS NULL AND {LIVE}");
+        let ids: Vec<IdRow> = self.rows(
+            &format!("SELECT id FROM notifications WHERE {filter} ORDER BY seq"),
+            bindings.clone(),
+        )?;
+        let mut update = vec![int(now_ms)];
+        update.extend(bindings);
+        self.run(
+            &format!("UPDATE notifications SET read_at = ? WHERE {filter}"),
+            update,
+        )?;
+        Ok(ids.into_iter().map(|r| r.id).collect())
+    }
+
+    fn remove(&mut self, seq: Seq) -> Result<bool, InboxError> {
+        Ok(self.run("DELETE FROM notifications WHERE seq = ?", vec![int(seq)])? > 0)
+    }
+
+    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+        // -1 matches no seq: no count cut this time.
+        let through = prune.through_seq.map_or(SqlStorageValue::Integer(-1), int);
+        let rows: Vec<Number> = self.rows(
+            "SELECT MAX(seq) AS n FROM notifications WHERE seq <= ? OR created_at < ?",
+            vec![through.clone(), int(prune.created_before)],
+        )?;
+        let retained_cut = unsigned(rows.first().and_then(|r| r.n));
+        self.run(
+            "DELETE FROM notifications
+             WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
+            vec![through, int(prune.created_before), int(prune.expired_by)],
+        )?;
+        if let Some(cut) = retained_cut {
+            self.set_meta("pruned_through", cut)?;
+        }
+        self.run(
+            "DELETE FROM idempotency_keys WHERE at < ?",
+            vec![int(prune.keys_before)],
+        )?;
+        self.run(
+            "DELETE FROM device_acks WHERE at < ?",
+            vec![int(prune.acks_before)],
+        )?;
+        Ok(retained_cut)
+    }
+
+    fn horizon(&self) -> Result<Horizon, InboxError> {
+        let rows: Vec<HorizonRow> = self.rows(
+            "SELECT
+               (SELECT MIN(created_at) FROM notifications) AS oldest_item_at,
+               (SELECT MIN(expires_at) FROM notifications) AS earliest_expiry,
+               (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
+               (SELECT MIN(at) FROM device_acks) AS oldest_ack_at",
+            vec![],
+        )?;
+        Ok(rows.first().map_or_else(Horizon::default, |r| Horizon {
+            oldest_item_at: unsigned(r.oldest_item_at),
+            earliest_expiry: unsigned(r.earliest_expiry),
+            oldest_key_at: unsigned(r.oldest_key_at),
+            oldest_ack_at: unsigned(r.oldest_ack_at),
+        }))
+    }
+
+    fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {
+        let rows: Vec<KeyRow> = self.rows(
+            "SELECT id, seq, at FROM idempotency_keys WHERE key = ?",
+            vec![key.into()],
+        )?;
+        Ok(rows.into_iter().next().map(|r| {
+            let receipt = Receipt {
+                id: r.id,
+                seq: r.seq.max(0) as u64,
+                duplicate: false,
+            };
+            (receipt, r.at.max(0) as u64)
+        }))
+    }
+
+    fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError> {
+        self.run(
+            "INSERT OR REPLACE INTO idempotency_keys (key, id, seq, at) VALUES (?, ?, ?, ?)",
+            vec![
+                key.into(),
+                receipt.id.as_str().into(),
+                int(receipt.seq),
+                int(now_ms),
+            ],
+        )?;
         Ok(())
     }
 
-    fn unread_count(&self) -> Result<u64, InboxError> {
-        self.count("SELECT COUNT(*) AS n FROM notifications WHERE read_at IS NULL")
+    fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError> {
+        self.run(
+            "INSERT INTO device_acks (device, seq, at) VALUES (?, ?, ?)
+             ON CONFLICT (device) DO UPDATE SET seq = MAX(seq, excluded.seq), at = excluded.at",
+            vec![device.into(), int(seq), int(now_ms)],
+        )?;
+        Ok(())
     }
 }

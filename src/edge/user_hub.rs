@@ -5,10 +5,12 @@
 //! they stay open; everything per socket lives in its attachment and everything else in
 //! SQLite, and in-memory state is only a cache rebuilt on the next event. The literal
 //! `ping` is answered by the runtime's auto-response, so a heartbeat never wakes the object.
-//! Decisions are made by [`crate::hub::Hub`]; this file carries out its effects.
+//! Decisions are made by [`crate::hub::Hub`]; this file carries out its effects and keeps
+//! the object's single alarm at the hub's next deadline.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use worker::{
     durable_object, Date, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -21,8 +23,8 @@ use super::random_id;
 use super::sql_inbox::SqlInbox;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::frame::{CloseCode, ServerFrame};
-use crate::hub::{Admission, Effect, Hub, Session};
+use crate::frame::{CloseCode, ReadRequest, ServerFrame};
+use crate::hub::{self, Admission, Effect, Hub, Session};
 use crate::inbox::InboxError;
 use crate::publish::Draft;
 
@@ -33,6 +35,9 @@ pub struct UserHub {
     /// Opened once per wake-up; an error here is answered on every event instead of
     /// panicking in the constructor.
     inbox: std::result::Result<RefCell<SqlInbox>, InboxError>,
+    /// The alarm time this instance last set (`Some(None)`: none). Unknown after a wake-up,
+    /// so the first event sets it once; after that only changes cost a storage call.
+    alarm_at: Cell<Option<Option<u64>>>,
 }
 
 impl DurableObject for UserHub {
@@ -46,16 +51,47 @@ impl DurableObject for UserHub {
             "hub_wake",
             json!({ "sockets": state.get_websockets().len() }),
         );
-        Self { state, env, inbox }
+        Self {
+            state,
+            env,
+            inbox,
+            alarm_at: Cell::new(None),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         let answer = match req.path().as_str() {
             "/connect" => self.accept_device(&req),
             "/publish" => self.store(req).await,
+            "/notifications" => self.list(&req),
+            "/read" => self.mark_read(req).await,
+            "/delete" => self.delete(&req),
             _ => Err(ApiError::new(404, "not_found", "no such hub route")),
         };
-        answer.or_else(|err| Response::error(err.body(), err.status))
+        let answer = match answer {
+            Ok(response) => self.schedule().await.map(|()| response),
+            Err(err) => Err(err),
+        };
+        answer.or_else(|err| super::error_response(&err))
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        // The runtime clears an alarm once it runs; forget what was set.
+        self.alarm_at.set(None);
+        let config = self.config().map_err(|e| worker::Error::from(e.message))?;
+        let next = {
+            let mut inbox = self
+                .inbox()
+                .map_err(|e| worker::Error::from(e.to_string()))?;
+            let mut hub = Hub {
+                inbox: &mut *inbox,
+                limits: &config.limits,
+            };
+            hub.alarm(now_ms())
+                .map_err(|e| worker::Error::from(e.to_string()))?
+        };
+        self.set_alarm(next).await?;
+        Response::ok("pruned")
     }
 
     async fn websocket_message(
@@ -84,7 +120,7 @@ impl DurableObject for UserHub {
             (Err(e), _) => return self.fail(&ws, &e.to_string()),
             (_, Err(e)) => return self.fail(&ws, &e.message),
         };
-        // The frame budget changed; keep it with the socket across hibernation.
+        // The frame budget and ack changed; keep them with the socket across hibernation.
         ws.serialize_attachment(&session)?;
         self.apply(Some((&ws, &session)), effects);
         Ok(())
@@ -132,39 +168,50 @@ impl DurableObject for UserHub {
 }
 
 impl UserHub {
-    /// Accepts a device's socket, or refuses it with a close code the client can act on.
+    /// Accepts a device's socket (replaying after `since` if asked), or refuses it with a
+    /// close code the client can act on.
     fn accept_device(&self, req: &Request) -> std::result::Result<Response, ApiError> {
-        let headers = req.headers();
-        let user = headers
-            .get(internal::USER)
-            .ok()
-            .flatten()
-            .ok_or_else(|| ApiError::internal("hub request without a user"))?;
-        let device = headers.get(internal::DEVICE).ok().flatten();
-        let answer_protocol = headers.get(internal::PROTOCOL).ok().flatten();
+        let user = required_header(req, internal::USER)?;
+        let device = header(req, internal::DEVICE);
+        let answer_protocol = header(req, internal::PROTOCOL);
+        let since = header(req, internal::SINCE)
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| ApiError::internal("bad since header"))
+            })
+            .transpose()?;
         let config = self.config()?;
-        let mut inbox = self
-            .inbox()
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
-        let hub = Hub {
-            inbox: &mut *inbox,
-            limits: &config.limits,
-        };
         let open_sockets = self.state.get_websockets().len();
-        let admission = hub
-            .connect(&user, open_sockets, random_id("ses_"), device, now_ms())
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let admission = self.with_hub(&config, |hub| {
+            hub.connect(
+                &user,
+                open_sockets,
+                random_id("ses_"),
+                device,
+                since,
+                now_ms(),
+            )
+            .map_err(hub::HubError::from)
+        })?;
 
         let pair = WebSocketPair::new().map_err(js_error)?;
         let server = &pair.server;
         match admission {
-            Admission::Welcome { session, welcome } => {
+            Admission::Welcome { session, frames } => {
                 self.state.accept_web_socket(server);
                 server.serialize_attachment(&session).map_err(js_error)?;
-                server.send_with_str(welcome.to_json()).map_err(js_error)?;
+                for frame in &frames {
+                    server.send_with_str(frame.to_json()).map_err(js_error)?;
+                }
                 log::event(
                     "connect",
-                    json!({ "user": user, "session": session.id, "device": session.device, "sockets": open_sockets + 1 }),
+                    json!({
+                        "user": user,
+                        "session": session.id,
+                        "device": session.device,
+                        "since": since,
+                        "sockets": open_sockets + 1,
+                    }),
                 );
             }
             Admission::Refused { code, frame } => {
@@ -193,24 +240,82 @@ impl UserHub {
 
     /// Stores the drafts (durably, before answering) and pushes them to every socket.
     async fn store(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let drafts: Vec<Draft> = req
-            .json()
-            .await
-            .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?;
+        let drafts: Vec<Draft> = json_body(&mut req).await?;
         let config = self.config()?;
-        let (receipts, effects) = {
-            let mut inbox = self
-                .inbox()
-                .map_err(|e| ApiError::unavailable(e.to_string()))?;
-            let mut hub = Hub {
-                inbox: &mut *inbox,
-                limits: &config.limits,
-            };
-            hub.publish(drafts, now_ms())
-                .map_err(|e| ApiError::unavailable(e.to_string()))?
-        };
+        let (receipts, effects) = self.with_hub(&config, |hub| {
+            hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
+        })?;
         self.apply(None, effects);
         Response::from_json(&receipts).map_err(js_error)
+    }
+
+    /// `GET /v1/notifications`: one inbox page.
+    fn list(&self, req: &Request) -> std::result::Result<Response, ApiError> {
+        let url = req.url().map_err(js_error)?;
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let request = hub::page_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let config = self.config()?;
+        let page = self.with_hub(&config, |hub| hub.page(&request, now_ms()))?;
+        Response::from_json(&page).map_err(js_error)
+    }
+
+    /// `POST /v1/notifications/read`: the same rules as the `read` frame.
+    async fn mark_read(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let request: ReadRequest = json_body(&mut req).await?;
+        let config = self.config()?;
+        let (outcome, effects) = self.with_hub(&config, |hub| hub.read(&request, now_ms()))?;
+        self.apply(None, effects);
+        Response::from_json(&outcome).map_err(js_error)
+    }
+
+    /// `DELETE /v1/notifications/{id}`.
+    fn delete(&self, req: &Request) -> std::result::Result<Response, ApiError> {
+        let id = required_header(req, internal::ID)?;
+        let config = self.config()?;
+        let (seq, effects) = self.with_hub(&config, |hub| hub.delete(&id, now_ms()))?;
+        self.apply(None, effects);
+        Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(js_error)
+    }
+
+    /// Runs `f` on the core over this object's inbox.
+    fn with_hub<T>(
+        &self,
+        config: &Config,
+        f: impl FnOnce(&mut Hub<'_, SqlInbox>) -> std::result::Result<T, hub::HubError>,
+    ) -> std::result::Result<T, ApiError> {
+        let mut inbox = self
+            .inbox()
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let mut hub = Hub {
+            inbox: &mut *inbox,
+            limits: &config.limits,
+        };
+        f(&mut hub).map_err(ApiError::from)
+    }
+
+    /// Keeps the alarm at the hub's next deadline after an event that may have moved it.
+    async fn schedule(&self) -> std::result::Result<(), ApiError> {
+        let config = self.config()?;
+        let next = self.with_hub(&config, |hub| {
+            hub.next_deadline().map_err(hub::HubError::from)
+        })?;
+        self.set_alarm(next).await.map_err(js_error)
+    }
+
+    async fn set_alarm(&self, next: Option<u64>) -> Result<()> {
+        if self.alarm_at.get() == Some(next) {
+            return Ok(());
+        }
+        let storage = self.state.storage();
+        match next {
+            Some(at) => {
+                let at = scheduled_at(at);
+                storage.set_alarm(at).await?
+            }
+            None => storage.delete_alarm().await?,
+        }
+        self.alarm_at.set(Some(next));
+        Ok(())
     }
 
     /// Carries out effects for an event that arrived on `origin`'s socket, if any.
@@ -259,6 +364,24 @@ impl UserHub {
         Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
             .map_err(|e| ApiError::internal(format!("configuration: {e}")))
     }
+}
+
+async fn json_body<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
+    req.json()
+        .await
+        .map_err(|e| ApiError::new(400, "bad_request", format!("body: {e}")))
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+fn required_header(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
+    header(req, name).ok_or_else(|| ApiError::internal(format!("hub request without {name}")))
+}
+
+fn scheduled_at(ms: u64) -> worker::ScheduledTime {
+    worker::ScheduledTime::new(worker::js_sys::Date::new(&(ms as f64).into()))
 }
 
 fn js_error(e: worker::Error) -> ApiError {
