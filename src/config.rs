@@ -37,6 +37,8 @@ pub struct Limits {
     pub inbox_max_age_ms: u64,
     /// How long an idempotency key is remembered, in ms (`IDEMPOTENCY_HOURS`).
     pub idempotency_window_ms: u64,
+    /// A socket silent (no ping, no frame) this long is closed (`IDLE_TIMEOUT_MS`).
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +55,7 @@ impl Default for Limits {
             inbox_max_items: 1_000,
             inbox_max_age_ms: 30 * DAY_MS,
             idempotency_window_ms: 24 * HOUR_MS,
+            idle_timeout_ms: 75_000,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Config {
                 "IDEMPOTENCY_HOURS",
                 defaults.idempotency_window_ms / HOUR_MS,
             )? * HOUR_MS,
+            idle_timeout_ms: number("IDLE_TIMEOUT_MS", defaults.idle_timeout_ms)?,
         };
         let allowed_origins = lookup("ALLOWED_ORIGINS")
             .map(|list| {

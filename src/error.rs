@@ -5,11 +5,23 @@
 //! place that decides which status each of them deserves.
 
 use serde::Serialize;
+use thiserror::Error;
 
 use crate::auth::AuthError;
 use crate::hub::HubError;
-use crate::publish::PublishError;
 use crate::route::RouteError;
+
+/// A request body (or query) the client got wrong: the answer is 400 naming the field, or
+/// 413 for a body over its limit. Shared by every route that validates input.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum InputError {
+    #[error("the body is {size} bytes; the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("the body is not valid JSON: {0}")]
+    Json(String),
+    #[error("{field}: {message}")]
+    Field { field: String, message: String },
+}
 
 /// An error answer: status, machine-readable code, human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,11 +111,11 @@ impl From<AuthError> for ApiError {
     }
 }
 
-impl From<PublishError> for ApiError {
-    fn from(err: PublishError) -> Self {
+impl From<InputError> for ApiError {
+    fn from(err: InputError) -> Self {
         match err {
-            PublishError::TooLarge { .. } => Self::new(413, "payload_too_large", err.to_string()),
-            PublishError::Json(_) | PublishError::Field { .. } => {
+            InputError::TooLarge { .. } => Self::new(413, "payload_too_large", err.to_string()),
+            InputError::Json(_) | InputError::Field { .. } => {
                 Self::new(400, "bad_request", err.to_string())
             }
         }

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::attention::Preferences;
 use crate::inbox::{Notification, Seq};
 
 /// Why several notifications travel in one `batch` frame.
@@ -15,6 +16,10 @@ use crate::inbox::{Notification, Seq};
 pub enum BatchReason {
     /// Catching up after `since` (or a `resume` frame).
     Replay,
+    /// The user's batch window closed.
+    Window,
+    /// Focus mode or quiet hours ended: the digest of what was held.
+    FocusEnd,
 }
 
 /// What the server sends.
@@ -62,6 +67,8 @@ pub enum ServerFrame {
     },
     /// Answer to a `fetch` frame: one inbox page.
     Page(Page),
+    /// The user's preferences changed (a `focus` frame or `PUT /v1/preferences`).
+    Preferences(Preferences),
     /// Answer to a JSON `{"type":"ping"}` (the literal `ping` gets a literal `pong`).
     Pong,
     /// The client sent something the server could not use; the socket stays open.
@@ -142,6 +149,18 @@ pub enum ClientFrame {
     Fetch(PageRequest),
     /// Replay everything after `since`, as `?since=` does at connect.
     Resume { since: Seq },
+    /// Focus mode on (until a time, or for a duration) or off.
+    Focus(FocusRequest),
+}
+
+/// A `focus` frame: `{"on":true,"until":ms}`, `{"on":true,"duration_ms":ms}` or `{"on":false}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FocusRequest {
+    pub on: bool,
+    #[serde(default)]
+    pub until: Option<u64>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
 }
 
 /// WebSocket close codes Herald uses.
@@ -150,10 +169,14 @@ pub enum ClientFrame {
 pub enum CloseCode {
     /// The client closed, or the server is done with the socket.
     Normal = 1000,
+    /// The socket was silent past the idle timeout; reconnect when ready.
+    GoingAway = 1001,
     /// A frame larger than `MAX_FRAME_BYTES`.
     TooBig = 1009,
     /// Something broke on the server; reconnecting may help.
     Internal = 1011,
+    /// The token's `exp` passed; reconnect with a fresh token.
+    TokenExpired = 4001,
     /// The client sends frames faster than allowed.
     RateLimited = 4008,
     /// The user already has `MAX_DEVICES` sockets open.

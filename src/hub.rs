@@ -13,11 +13,16 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::attention::{Delivery, Preferences, MAX_FOCUS_MS};
+use crate::auth::LEEWAY_S;
 use crate::config::Limits;
 use crate::frame::{
-    BatchReason, ClientFrame, CloseCode, Page, PageRequest, ReadRequest, ServerFrame,
+    BatchReason, ClientFrame, CloseCode, FocusRequest, Page, PageRequest, ReadRequest,
+    ServerFrame,
 };
-use crate::inbox::{Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq};
+use crate::inbox::{
+    Hold, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
+};
 use crate::publish::Draft;
 
 /// Items per `batch` frame of a replay.
@@ -46,12 +51,52 @@ pub struct Session {
     /// The highest seq this socket has acknowledged.
     #[serde(default)]
     pub acked: Seq,
+    /// When the last client frame arrived (pings answered by the runtime are not seen
+    /// here; the glue reads their time from the runtime).
+    #[serde(default)]
+    pub last_frame_at: u64,
+    /// When the token runs out, leeway included (ms); the socket is closed with 4001 then.
+    #[serde(default)]
+    pub token_expires_at: Option<u64>,
 }
 
 impl Session {
     /// The name acks are recorded under: the device if it has one, else the connection.
     pub fn ack_key(&self) -> &str {
         self.device.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A device arriving: who it is and what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    pub user: String,
+    /// Connection id, unique per socket.
+    pub session_id: String,
+    pub device: Option<String>,
+    /// Resume after this seq.
+    pub since: Option<Seq>,
+    /// The token's `exp` (seconds since the epoch), if it has one.
+    pub token_exp: Option<u64>,
+}
+
+/// What the liveness sweep knows of one open socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketView {
+    /// The latest of: connected, last client frame, last runtime-answered ping (ms).
+    pub last_seen: u64,
+    pub token_expires_at: Option<u64>,
+}
+
+impl SocketView {
+    pub fn of(session: &Session, last_ping: Option<u64>) -> Self {
+        Self {
+            last_seen: session
+                .connected_at
+                .max(session.last_frame_at)
+                .max(last_ping.unwrap_or(0)),
+            token_expires_at: session.token_expires_at,
+        }
     }
 }
 
@@ -158,14 +203,11 @@ pub struct Hub<'a, I: Inbox> {
 
 impl<I: Inbox> Hub<'_, I> {
     /// A device connects while `open_sockets` of the user's sockets are already open,
-    /// resuming after `since` if it gives one.
+    /// resuming after `arrival.since` if it asks to.
     pub fn connect(
         &self,
-        user: &str,
+        arrival: Arrival,
         open_sockets: usize,
-        session_id: String,
-        device: Option<String>,
-        since: Option<Seq>,
         now_ms: u64,
     ) -> Result<Admission, InboxError> {
         if open_sockets >= self.limits.max_devices {
@@ -181,23 +223,25 @@ impl<I: Inbox> Hub<'_, I> {
             });
         }
         let mut frames = vec![ServerFrame::Welcome {
-            user: user.to_owned(),
-            session: session_id.clone(),
-            device: device.clone(),
+            user: arrival.user.clone(),
+            session: arrival.session_id.clone(),
+            device: arrival.device.clone(),
             seq: self.inbox.latest_seq()?,
             unread_count: self.inbox.unread_count(now_ms)?,
             heartbeat_ms: self.limits.heartbeat_ms,
         }];
-        if let Some(since) = since {
+        if let Some(since) = arrival.since {
             frames.extend(self.replay(since, now_ms)?);
         }
         let session = Session {
-            user: user.to_owned(),
-            id: session_id,
-            device,
+            user: arrival.user,
+            id: arrival.session_id,
+            device: arrival.device,
             connected_at: now_ms,
             budget: FrameBudget::full(self.limits, now_ms),
             acked: 0,
+            last_frame_at: now_ms,
+            token_expires_at: arrival.token_exp.map(|exp| (exp + LEEWAY_S) * 1000),
         };
         Ok(Admission::Welcome { session, frames })
     }
@@ -246,17 +290,19 @@ impl<I: Inbox> Hub<'_, I> {
         Ok(frames)
     }
 
-    /// Stores `drafts` in order, each with the next seq, and pushes each to every socket.
-    /// A draft whose idempotency key was seen within the window gets the original receipt
-    /// and is neither stored nor sent again.
+    /// Stores `drafts` in order, each with the next seq, and pushes, holds or only keeps
+    /// each as the user's preferences say. A draft whose idempotency key was seen within
+    /// the window gets the original receipt and is neither stored nor sent again.
     pub fn publish(
         &mut self,
         drafts: Vec<Draft>,
         now_ms: u64,
     ) -> Result<(Vec<Receipt>, Vec<Effect>), InboxError> {
+        let preferences = self.inbox.preferences()?;
         let mut seq = self.inbox.latest_seq()?;
         let mut receipts = Vec::with_capacity(drafts.len());
         let mut effects = Vec::with_capacity(drafts.len() + 1);
+        let mut stored = false;
         for draft in drafts {
             if let Some(key) = &draft.idempotency_key {
                 if let Some((original, at)) = self.inbox.receipt_for(key)? {
@@ -293,17 +339,31 @@ impl<I: Inbox> Hub<'_, I> {
                 self.inbox.remember(key, &receipt, now_ms)?;
             }
             receipts.push(receipt);
-            effects.push(Effect::Broadcast(ServerFrame::Notification(notification)));
-        }
-        if !effects.is_empty() {
-            // The count bound is kept on every write, so storage never holds more; the
-            // other bounds wait for the alarm.
-            if self.inbox.item_count()? > self.limits.inbox_max_items {
-                self.retain(now_ms)?;
+            stored = true;
+            match preferences.deliver(&notification, now_ms) {
+                Delivery::Push => {
+                    effects.push(Effect::Broadcast(ServerFrame::Notification(notification)))
+                }
+                Delivery::Window => {
+                    self.inbox.set_hold(&[seq], Some(Hold::Window))?;
+                    if self.inbox.window_closes_at()?.is_none() {
+                        let closes = now_ms + preferences.batch_window_ms;
+                        self.inbox.set_window_closes_at(Some(closes))?;
+                    }
+                }
+                Delivery::Attention => self.inbox.set_hold(&[seq], Some(Hold::Attention))?,
+                Delivery::StoreOnly => {}
             }
-            effects.push(Effect::Broadcast(ServerFrame::UnreadCount {
-                unread_count: self.inbox.unread_count(now_ms)?,
-            }));
+        }
+        // The count bound is kept on every write, so storage never holds more; the other
+        // bounds wait for the alarm.
+        if stored && self.inbox.item_count()? > self.limits.inbox_max_items {
+            self.retain(now_ms)?;
+        }
+        // Held and muted items are counted but do not announce themselves: the count
+        // travels with what is pushed.
+        if !effects.is_empty() {
+            effects.push(self.unread_frame(now_ms)?);
         }
         Ok((receipts, effects))
     }
@@ -418,28 +478,152 @@ impl<I: Inbox> Hub<'_, I> {
         Ok(())
     }
 
-    /// The alarm fired: prune what retention says, and return when to fire next.
-    /// Running it twice in a row does nothing the first run did not.
-    pub fn alarm(&mut self, now_ms: u64) -> Result<Option<u64>, InboxError> {
+    /// The alarm fired: prune what retention says and release what is due. Running it
+    /// twice in a row does nothing the first run did not. (Closing silent or expired
+    /// sockets is [`Hub::liveness`], which the glue asks per socket.)
+    pub fn alarm(&mut self, now_ms: u64) -> Result<Vec<Effect>, InboxError> {
         self.retain(now_ms)?;
-        self.next_deadline()
+        self.flush(now_ms)
     }
 
-    /// When something stored next needs pruning; `None` when nothing ever will, so that
-    /// no alarm is kept for an idle user.
-    pub fn next_deadline(&self) -> Result<Option<u64>, InboxError> {
+    /// Whether a socket must be closed at `now_ms`, and with which code.
+    pub fn liveness(&self, socket: &SocketView, now_ms: u64) -> Option<(CloseCode, &'static str)> {
+        if socket.token_expires_at.is_some_and(|at| at <= now_ms) {
+            Some((CloseCode::TokenExpired, "token expired"))
+        } else if socket.last_seen + self.limits.idle_timeout_ms <= now_ms {
+            Some((CloseCode::GoingAway, "idle"))
+        } else {
+            None
+        }
+    }
+
+    /// The earliest moment anything is due: retention, the batch window, the end of focus
+    /// or quiet hours (while something is held for it), a socket going silent or its token
+    /// expiring. `None` when nothing ever will be, so that no alarm is kept for an idle
+    /// user.
+    pub fn next_deadline(
+        &self,
+        sockets: &[SocketView],
+        now_ms: u64,
+    ) -> Result<Option<u64>, InboxError> {
         let h = self.inbox.horizon()?;
         let age = self.limits.inbox_max_age_ms;
-        Ok([
+        let held = self.inbox.held()?;
+        let attention_end = if held.iter().any(|(_, hold)| *hold == Hold::Attention) {
+            self.inbox.preferences()?.attention_ends(now_ms)
+        } else {
+            None
+        };
+        let retention = [
             h.oldest_item_at.map(|at| at + age),
             h.earliest_expiry,
             h.oldest_key_at
                 .map(|at| at + self.limits.idempotency_window_ms),
             h.oldest_ack_at.map(|at| at + age),
-        ]
-        .into_iter()
-        .flatten()
-        .min())
+        ];
+        let liveness = sockets.iter().flat_map(|s| {
+            [
+                Some(s.last_seen + self.limits.idle_timeout_ms),
+                s.token_expires_at,
+            ]
+        });
+        Ok(retention
+            .into_iter()
+            .chain([self.inbox.window_closes_at()?, attention_end])
+            .chain(liveness)
+            .flatten()
+            .min())
+    }
+
+    /// Sends what is held once nothing holds it any more: everything held as one digest
+    /// when focus or quiet hours are over, or the batch window's items when it closes.
+    /// While focus or quiet hours last, a closing window's items join the digest instead.
+    fn flush(&mut self, now_ms: u64) -> Result<Vec<Effect>, InboxError> {
+        let window_due = self
+            .inbox
+            .window_closes_at()?
+            .is_some_and(|at| at <= now_ms);
+        let held = self.inbox.held()?;
+        let attention = self.inbox.preferences()?.attention_ends(now_ms).is_some();
+        if attention {
+            if window_due {
+                let seqs: Vec<Seq> = held.iter().map(|(n, _)| n.seq).collect();
+                self.inbox.set_hold(&seqs, Some(Hold::Attention))?;
+                self.inbox.set_window_closes_at(None)?;
+            }
+            return Ok(Vec::new());
+        }
+        let focus_ended = held.iter().any(|(_, hold)| *hold == Hold::Attention);
+        if !focus_ended && !window_due {
+            return Ok(Vec::new());
+        }
+        self.inbox.set_window_closes_at(None)?;
+        let seqs: Vec<Seq> = held.iter().map(|(n, _)| n.seq).collect();
+        self.inbox.set_hold(&seqs, None)?;
+        let items: Vec<Notification> = held
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.live_at(now_ms))
+            .collect();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reason = if focus_ended {
+            BatchReason::FocusEnd
+        } else {
+            BatchReason::Window
+        };
+        Ok(vec![
+            Effect::Broadcast(ServerFrame::Batch { reason, items }),
+            self.unread_frame(now_ms)?,
+        ])
+    }
+
+    /// The user's preferences, as `GET /v1/preferences` shows them.
+    pub fn preferences(&self) -> Result<Preferences, InboxError> {
+        self.inbox.preferences()
+    }
+
+    /// Stores new preferences, tells every device, and sends whatever they release.
+    pub fn set_preferences(
+        &mut self,
+        preferences: Preferences,
+        now_ms: u64,
+    ) -> Result<Vec<Effect>, InboxError> {
+        self.inbox.set_preferences(&preferences)?;
+        let mut effects = vec![Effect::Broadcast(ServerFrame::Preferences(preferences))];
+        effects.extend(self.flush(now_ms)?);
+        Ok(effects)
+    }
+
+    /// A `focus` frame: on until a time (or for a duration), or off.
+    pub fn focus(&mut self, request: &FocusRequest, now_ms: u64) -> Result<Vec<Effect>, HubError> {
+        let until = match (request.on, request.until, request.duration_ms) {
+            (false, None, None) => None,
+            (true, Some(until), None) => Some(until),
+            (true, None, Some(duration)) => Some(now_ms.saturating_add(duration)),
+            _ => {
+                return Err(invalid(
+                    "bad_request",
+                    "focus: {\"on\":true,\"until\":ms}, {\"on\":true,\"duration_ms\":ms} or {\"on\":false}",
+                ))
+            }
+        };
+        if until.is_some_and(|u| u <= now_ms || u > now_ms + MAX_FOCUS_MS) {
+            return Err(invalid(
+                "bad_request",
+                "focus: must end in the future and within 7 days",
+            ));
+        }
+        let mut preferences = self.inbox.preferences()?;
+        preferences.focus_until = until;
+        Ok(self.set_preferences(preferences, now_ms)?)
+    }
+
+    fn unread_frame(&self, now_ms: u64) -> Result<Effect, InboxError> {
+        Ok(Effect::Broadcast(ServerFrame::UnreadCount {
+            unread_count: self.inbox.unread_count(now_ms)?,
+        }))
     }
 
     /// Applies every retention rule at `now_ms`. A bound is due at the very time
@@ -502,6 +686,7 @@ impl<I: Inbox> Hub<'_, I> {
                 .replay(since, now_ms)
                 .map(|frames| frames.into_iter().map(Effect::Reply).collect())
                 .map_err(HubError::from),
+            ClientFrame::Focus(request) => self.focus(&request, now_ms),
         };
         outcome.unwrap_or_else(|e| vec![Effect::Reply(e.frame())])
     }
@@ -519,6 +704,7 @@ impl<I: Inbox> Hub<'_, I> {
 
     /// Size and rate checks every client frame passes before it is looked at.
     fn admit(&self, session: &mut Session, len: usize, now_ms: u64) -> Option<Effect> {
+        session.last_frame_at = session.last_frame_at.max(now_ms);
         if len > self.limits.max_frame_bytes {
             return Some(Effect::Close {
                 code: CloseCode::TooBig,

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use crate::attention::Preferences;
+
 /// A per-user, strictly increasing notification number. The first notification is 1.
 pub type Seq = u64;
 
@@ -121,6 +123,15 @@ pub struct Receipt {
     pub duplicate: bool,
 }
 
+/// Why a stored notification has not been pushed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Waiting for the batch window to close.
+    Window,
+    /// Waiting for focus mode or quiet hours to end.
+    Attention,
+}
+
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InboxError {
     #[error("inbox storage failed: {0}")]
@@ -164,6 +175,16 @@ pub trait Inbox {
     /// Records that `device` has seen everything up to `seq`; a lower seq than the one
     /// stored (from an older session of the device) leaves it in place.
     fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError>;
+    /// The user's preferences (the defaults until any are set).
+    fn preferences(&self) -> Result<Preferences, InboxError>;
+    fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError>;
+    /// Marks the items `seqs` as held for `hold`, or releases them with `None`.
+    fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError>;
+    /// Every held item (expired ones included), oldest first.
+    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError>;
+    /// When the open batch window closes, if one is open.
+    fn window_closes_at(&self) -> Result<Option<u64>, InboxError>;
+    fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError>;
 }
 
 /// Which items a read marks, after the hub has resolved ids to seqs.
@@ -191,6 +212,9 @@ pub struct MemoryInbox {
     keys: BTreeMap<String, (Receipt, u64)>,
     /// Device → (acked seq, updated at).
     pub acks: BTreeMap<String, (Seq, u64)>,
+    preferences: Option<Preferences>,
+    holds: BTreeMap<Seq, Hold>,
+    window_closes_at: Option<u64>,
 }
 
 impl Inbox for MemoryInbox {
@@ -266,6 +290,7 @@ impl Inbox for MemoryInbox {
     }
 
     fn remove(&mut self, seq: Seq) -> Result<bool, InboxError> {
+        self.holds.remove(&seq);
         Ok(self.items.remove(&seq).is_some())
     }
 
@@ -282,6 +307,8 @@ impl Inbox for MemoryInbox {
         if let Some(cut) = retained_cut {
             self.pruned_through = self.pruned_through.max(cut);
         }
+        let items = &self.items;
+        self.holds.retain(|seq, _| items.contains_key(seq));
         self.keys.retain(|_, (_, at)| *at >= prune.keys_before);
         self.acks.retain(|_, (_, at)| *at >= prune.acks_before);
         Ok(retained_cut)
@@ -308,6 +335,42 @@ impl Inbox for MemoryInbox {
     fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError> {
         let ack = self.acks.entry(device.to_owned()).or_insert((seq, now_ms));
         *ack = (ack.0.max(seq), now_ms);
+        Ok(())
+    }
+
+    fn preferences(&self) -> Result<Preferences, InboxError> {
+        Ok(self.preferences.clone().unwrap_or_default())
+    }
+
+    fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError> {
+        self.preferences = Some(preferences.clone());
+        Ok(())
+    }
+
+    fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError> {
+        for seq in seqs.iter().filter(|s| self.items.contains_key(s)) {
+            match hold {
+                Some(hold) => self.holds.insert(*seq, hold),
+                None => self.holds.remove(seq),
+            };
+        }
+        Ok(())
+    }
+
+    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
+        Ok(self
+            .holds
+            .iter()
+            .filter_map(|(seq, hold)| self.items.get(seq).map(|n| (n.clone(), *hold)))
+            .collect())
+    }
+
+    fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
+        Ok(self.window_closes_at)
+    }
+
+    fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {
+        self.window_closes_at = at;
         Ok(())
     }
 }

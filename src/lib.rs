@@ -11,18 +11,22 @@
 //! fake clock and an in-memory store, and the workers-rs glue stays thin:
 //!
 //! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets.
-//! - [`error`]: the one place where every failure becomes an HTTP status and JSON body.
+//! - [`error`]: bad input (`InputError`) and the one place where every failure becomes an
+//!   HTTP status and JSON body.
 //! - [`auth`]: bearer extraction from an upgrade, JWT verification against an algorithm
 //!   allow-list, claim checks at a given `now`, and the publish-key comparison.
 //! - [`route`]: which route a method and path name, and the 404/405 answers.
 //! - [`frame`]: WebSocket frames in both directions and the close codes.
 //! - [`publish`]: parsing and validating a producer's publish request into notifications.
 //! - [`inbox`]: the stored notification log of one user (`Inbox` trait, in-memory store).
-//! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes and client frames in,
-//!   `Effect`s out.
+//! - [`attention`]: preferences (batch window, focus, quiet hours in a time zone, muted
+//!   events, minimum priority) and what they mean for one notification at one moment.
+//! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes, client frames and the
+//!   alarm in, `Effect`s and the next deadline out.
 //! - `edge` (wasm32 only): the Worker entry point and the `UserHub` Durable Object, mapping
 //!   requests, sockets and SQLite storage onto the core.
 
+pub mod attention;
 pub mod auth;
 pub mod config;
 pub mod error;

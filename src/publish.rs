@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
-use thiserror::Error;
 
 use crate::auth::valid_user_id;
 use crate::config::Limits;
+use crate::error::InputError;
 use crate::inbox::Priority;
 
 /// Longest `event` name.
@@ -42,18 +42,8 @@ const MESSAGE_FIELDS: &[&str] = &[
 /// ignoring them) keeps a producer from believing they took effect.
 const PLANNED_FIELDS: &[&str] = &["inbox"];
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum PublishError {
-    #[error("the body is {size} bytes; the limit is {limit}")]
-    TooLarge { size: usize, limit: usize },
-    #[error("the body is not valid JSON: {0}")]
-    Json(String),
-    #[error("{field}: {message}")]
-    Field { field: String, message: String },
-}
-
-fn field_error(field: impl Into<String>, message: impl Into<String>) -> PublishError {
-    PublishError::Field {
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> InputError {
+    InputError::Field {
         field: field.into(),
         message: message.into(),
     }
@@ -104,15 +94,15 @@ impl PublishRequest {
         body: &[u8],
         limits: &Limits,
         mut new_id: impl FnMut() -> String,
-    ) -> Result<Self, PublishError> {
+    ) -> Result<Self, InputError> {
         if body.len() > limits.max_publish_bytes {
-            return Err(PublishError::TooLarge {
+            return Err(InputError::TooLarge {
                 size: body.len(),
                 limit: limits.max_publish_bytes,
             });
         }
         let value: Value =
-            serde_json::from_slice(body).map_err(|e| PublishError::Json(e.to_string()))?;
+            serde_json::from_slice(body).map_err(|e| InputError::Json(e.to_string()))?;
         let Value::Object(top) = value else {
             return Err(field_error("body", "must be a JSON object"));
         };
@@ -180,7 +170,7 @@ fn parse_message(
     path: &str,
     limits: &Limits,
     id: String,
-) -> Result<Message, PublishError> {
+) -> Result<Message, InputError> {
     let Value::Object(fields) = value else {
         return Err(field_error(
             path.trim_end_matches('.'),
@@ -251,7 +241,7 @@ fn parse_recipients(
     to: Option<&Value>,
     path: &str,
     limits: &Limits,
-) -> Result<Vec<String>, PublishError> {
+) -> Result<Vec<String>, InputError> {
     let field = format!("{path}to");
     let Some(Value::Object(to)) = to else {
         return Err(field_error(field, "required: {\"users\":[…]}"));
@@ -300,7 +290,7 @@ fn parse_ttl(
     value: Option<&Value>,
     path: &str,
     limits: &Limits,
-) -> Result<Option<u64>, PublishError> {
+) -> Result<Option<u64>, InputError> {
     let max_s = limits.inbox_max_age_ms / 1000;
     match value {
         None | Some(Value::Null) => Ok(None),
@@ -314,7 +304,7 @@ fn parse_ttl(
     }
 }
 
-fn valid_event(event: &str) -> bool {
+pub(crate) fn valid_event(event: &str) -> bool {
     !event.is_empty()
         && event.len() <= MAX_EVENT_LEN
         && event
@@ -327,7 +317,7 @@ fn optional_text(
     path: &str,
     name: &str,
     max_chars: usize,
-) -> Result<Option<String>, PublishError> {
+) -> Result<Option<String>, InputError> {
     match fields.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s.clone())),

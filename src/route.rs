@@ -20,6 +20,10 @@ pub enum Route {
     MarkRead,
     /// `DELETE /v1/notifications/{id}`: remove one item.
     DeleteNotification,
+    /// `GET /v1/preferences`: the caller's delivery preferences.
+    GetPreferences,
+    /// `PUT /v1/preferences`: replace them.
+    PutPreferences,
     /// `GET /dev/token`: a token for a dev user; exists only with `DEV_MODE=true`.
     DevToken,
     /// `OPTIONS` on any route: a CORS preflight.
@@ -31,11 +35,12 @@ pub enum RouteError {
     #[error("no such route")]
     NotFound,
     #[error("method not allowed; use {allowed}")]
-    MethodNotAllowed { allowed: &'static str },
+    MethodNotAllowed { allowed: String },
 }
 
-/// Every path with the method it accepts (preflights aside). A segment written `{id}`
-/// matches any one non-empty segment; exact paths are tried first.
+/// Every path with a method it accepts (preflights aside); a path may appear once per
+/// method. A segment written `{id}` matches any one non-empty segment; exact paths are
+/// tried first.
 pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/healthz", "GET", Route::Healthz),
     ("/v1/connect", "GET", Route::Connect),
@@ -69,22 +74,29 @@ fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
 
 /// Resolves `method path` to a route.
 pub fn resolve(method: &str, path: &str) -> Result<Resolved, RouteError> {
-    let (id, allowed, route) = ROUTES
-        .iter()
-        .filter(|(p, _, _)| !p.contains('{'))
-        .chain(ROUTES.iter().filter(|(p, _, _)| p.contains('{')))
-        .find_map(|(p, m, r)| matches(p, path).map(|id| (id, *m, *r)))
+    let exact = ROUTES.iter().filter(|(p, _, _)| !p.contains('{'));
+    let patterns = ROUTES.iter().filter(|(p, _, _)| p.contains('{'));
+    let (pattern, id) = exact
+        .chain(patterns)
+        .find_map(|(p, _, _)| matches(p, path).map(|id| (*p, id)))
         .ok_or(RouteError::NotFound)?;
-    let route = if method.eq_ignore_ascii_case("OPTIONS") {
-        Route::Preflight
-    } else if method.eq_ignore_ascii_case(allowed)
-        || (allowed == "GET" && method.eq_ignore_ascii_case("HEAD"))
-    {
-        route
-    } else {
-        return Err(RouteError::MethodNotAllowed { allowed });
+    let candidates = ROUTES.iter().filter(|(p, _, _)| *p == pattern);
+    if method.eq_ignore_ascii_case("OPTIONS") {
+        return Ok(Resolved {
+            route: Route::Preflight,
+            id,
+        });
+    }
+    let accepts = |allowed: &str| {
+        method.eq_ignore_ascii_case(allowed)
+            || (allowed == "GET" && method.eq_ignore_ascii_case("HEAD"))
     };
-    Ok(Resolved { route, id })
+    match candidates.clone().find(|(_, m, _)| accepts(m)) {
+        Some((_, _, route)) => Ok(Resolved { route: *route, id }),
+        None => Err(RouteError::MethodNotAllowed {
+            allowed: candidates.map(|(_, m, _)| *m).collect::<Vec<_>>().join(", "),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -101,6 +113,18 @@ mod tests {
         assert_eq!(route("POST", "/v1/publish"), Ok(Route::Publish));
         assert_eq!(route("OPTIONS", "/v1/publish"), Ok(Route::Preflight));
         assert_eq!(route("POST", "/v1/notifications/read"), Ok(Route::MarkRead));
+    }
+
+    #[test]
+    fn one_path_many_methods() {
+        assert_eq!(route("GET", "/v1/preferences"), Ok(Route::GetPreferences));
+        assert_eq!(route("PUT", "/v1/preferences"), Ok(Route::PutPreferences));
+        assert_eq!(
+            route("POST", "/v1/preferences"),
+            Err(RouteError::MethodNotAllowed {
+                allowed: "GET, PUT".into()
+            })
+        );
     }
 
     #[test]
@@ -121,7 +145,9 @@ mod tests {
         // The exact path wins over the pattern.
         assert_eq!(
             route("DELETE", "/v1/notifications/read"),
-            Err(RouteError::MethodNotAllowed { allowed: "POST" })
+            Err(RouteError::MethodNotAllowed {
+                allowed: "POST".into()
+            })
         );
     }
 
@@ -130,7 +156,9 @@ mod tests {
         assert_eq!(route("GET", "/nope"), Err(RouteError::NotFound));
         assert_eq!(
             route("GET", "/v1/publish"),
-            Err(RouteError::MethodNotAllowed { allowed: "POST" })
+            Err(RouteError::MethodNotAllowed {
+                allowed: "POST".into()
+            })
         );
     }
 }

@@ -3,13 +3,14 @@
 
 use herald::config::Limits;
 use herald::inbox::Priority;
-use herald::publish::{PublishError, PublishRequest};
+use herald::error::InputError;
+use herald::publish::PublishRequest;
 use serde_json::{json, Value};
 
 // ---- helpers ------------------------------------------------------------------------
 
 /// Parses with `limits` and ids `ntf_1`, `ntf_2`, … in call order.
-fn parse_with(body: &[u8], limits: &Limits) -> Result<PublishRequest, PublishError> {
+fn parse_with(body: &[u8], limits: &Limits) -> Result<PublishRequest, InputError> {
     let mut n = 0;
     PublishRequest::parse(body, limits, || {
         n += 1;
@@ -17,7 +18,7 @@ fn parse_with(body: &[u8], limits: &Limits) -> Result<PublishRequest, PublishErr
     })
 }
 
-fn parse(body: &Value) -> Result<PublishRequest, PublishError> {
+fn parse(body: &Value) -> Result<PublishRequest, InputError> {
     parse_with(body.to_string().as_bytes(), &Limits::default())
 }
 
@@ -41,7 +42,7 @@ fn numbered(n: usize) -> Vec<Value> {
 /// error's Display) names that field too.
 fn assert_field_error(body: &Value, field: &str) {
     let error = parse(body).expect_err(&format!("{body} was accepted; expected {field}"));
-    let PublishError::Field { field: got, .. } = &error else {
+    let InputError::Field { field: got, .. } = &error else {
         panic!("expected an error for {field}, got {error:?} for body {body}");
     };
     assert_eq!(got, field, "for body {body}");
@@ -140,7 +141,7 @@ fn a_body_over_the_size_limit_is_too_large() {
     assert!(parse_with(&padded(limit), &limits).is_ok());
     assert_eq!(
         parse_with(&padded(limit + 1), &limits),
-        Err(PublishError::TooLarge {
+        Err(InputError::TooLarge {
             size: limit + 1,
             limit
         })
@@ -152,7 +153,7 @@ fn invalid_json_is_refused() {
     for body in [&b"{"[..], b"", b"not json", b"{\"event\": }"] {
         let result = parse_with(body, &Limits::default());
         assert!(
-            matches!(result, Err(PublishError::Json(_))),
+            matches!(result, Err(InputError::Json(_))),
             "{body:?} gave {result:?}"
         );
     }
@@ -319,7 +320,7 @@ fn distinct_recipients_across_a_batch_are_capped() {
         message("B", &["carol", "dave"]),
     ]);
     match parse_small(over) {
-        Err(PublishError::Field { field, message }) => {
+        Err(InputError::Field { field, message }) => {
             assert_eq!(field, "to.users");
             assert!(message.contains('4') && message.contains('3'), "{message}");
         }
@@ -364,7 +365,7 @@ fn an_oversized_user_list_is_refused_on_length_before_deduplication() {
     let body = message("e", &["a", "a", "a", "a"]);
     let error = parse_with(body.to_string().as_bytes(), &limits).unwrap_err();
     assert!(
-        matches!(&error, PublishError::Field { field, .. } if field == "to.users"),
+        matches!(&error, InputError::Field { field, .. } if field == "to.users"),
         "{error:?}"
     );
 }

@@ -30,6 +30,7 @@ pub(crate) mod internal {
     pub const DEVICE: &str = "x-herald-device";
     pub const PROTOCOL: &str = "x-herald-protocol";
     pub const SINCE: &str = "x-herald-since";
+    pub const EXP: &str = "x-herald-exp";
     pub const ID: &str = "x-herald-id";
     /// Hub requests go to `https://user-hub/<route>`; the host is never resolved.
     pub const HUB_ORIGIN: &str = "https://user-hub";
@@ -117,6 +118,15 @@ async fn serve(
             )
             .await
         }
+        Route::GetPreferences => {
+            let user = user_from_bearer(&req, env)?;
+            to_hub(env, &user, Method::Get, "/preferences", &[], None).await
+        }
+        Route::PutPreferences => {
+            let user = user_from_bearer(&req, env)?;
+            let body = bounded_body(req, config.limits.max_frame_bytes).await?;
+            to_hub(env, &user, Method::Put, "/preferences", &[], Some(body)).await
+        }
         Route::DevToken if config.dev_mode => dev_token(&req, env),
         // Outside dev mode the route does not exist at all.
         Route::DevToken => Err(route::RouteError::NotFound.into()),
@@ -203,6 +213,7 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
     if let Some(since) = since {
         set(internal::SINCE, &since.to_string())?;
     }
+    set(internal::EXP, &claims.exp.to_string())?;
     let mut init = RequestInit::new();
     init.with_headers(forwarded);
     let url = format!("{}/connect", internal::HUB_ORIGIN);
@@ -355,7 +366,7 @@ fn user_from_bearer(req: &Request, env: &Env) -> std::result::Result<String, Api
 
 /// Reads a request body of at most `limit` bytes (413 beyond).
 async fn bounded_body(mut req: Request, limit: usize) -> std::result::Result<Vec<u8>, ApiError> {
-    let too_large = |size| crate::publish::PublishError::TooLarge { size, limit }.into();
+    let too_large = |size| crate::error::InputError::TooLarge { size, limit }.into();
     let declared = header(req.headers(), "Content-Length").and_then(|l| l.parse::<usize>().ok());
     if let Some(size) = declared.filter(|&size| size > limit) {
         return Err(too_large(size));

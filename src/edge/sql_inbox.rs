@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+use crate::attention::Preferences;
 use crate::inbox::{
-    Horizon, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
+    Hold, Horizon, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
 };
 
 /// Schema, applied idempotently when the object starts. The item itself is stored as JSON;
@@ -23,8 +24,11 @@ CREATE TABLE IF NOT EXISTS notifications (
     created_at INTEGER NOT NULL,
     expires_at INTEGER,
     read_at INTEGER,
+    -- NULL: pushed (or never to be); 1: held for the batch window; 2: for focus/quiet hours.
+    held INTEGER,
     item TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS notifications_held ON notifications (held) WHERE held IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_by_id ON notifications (id);
 CREATE TABLE IF NOT EXISTS hub_meta (
     key TEXT PRIMARY KEY,
@@ -35,6 +39,10 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     id TEXT NOT NULL,
     seq INTEGER NOT NULL,
     at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hub_settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS device_acks (
     device TEXT PRIMARY KEY,
@@ -59,6 +67,18 @@ struct Number {
 struct ItemRow {
     item: String,
     read: i64,
+}
+
+#[derive(Deserialize)]
+struct HeldRow {
+    item: String,
+    read: i64,
+    held: i64,
+}
+
+#[derive(Deserialize)]
+struct TextRow {
+    value: String,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +119,15 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
+fn notification(item: &str, read: i64) -> Result<Notification, InboxError> {
+    let mut item: Notification = serde_json::from_str(item).map_err(storage_error)?;
+    item.read = read != 0;
+    Ok(item)
+}
+
+const WINDOW_HOLD: i64 = 1;
+const ATTENTION_HOLD: i64 = 2;
+
 impl SqlInbox {
     pub fn open(sql: SqlStorage) -> Result<Self, InboxError> {
         sql.exec(SCHEMA, None).map_err(storage_error)?;
@@ -132,6 +161,23 @@ impl SqlInbox {
         Ok(unsigned(rows.first().and_then(|r| r.n)).unwrap_or(0))
     }
 
+    /// Notes when the alarm was set for, so that the alarm can log how late it ran.
+    /// Best effort: a failure here loses a log field, nothing else.
+    pub fn record_alarm(&self, at: u64) {
+        let _ = self.run(
+            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('alarm_at', ?)",
+            vec![int(at)],
+        );
+    }
+
+    /// The time the current alarm was set for.
+    pub fn scheduled_alarm(&self) -> Option<u64> {
+        self.number("SELECT value AS n FROM hub_meta WHERE key = 'alarm_at'", vec![])
+            .ok()
+            .filter(|at| *at > 0)
+    }
+
+    /// Raises a counter: `latest_seq` and `pruned_through` only ever grow.
     fn set_meta(&self, key: &str, value: u64) -> Result<(), InboxError> {
         self.run(
             "INSERT INTO hub_meta (key, value) VALUES (?, ?)
@@ -143,12 +189,7 @@ impl SqlInbox {
 
     fn notifications(&self, rows: Vec<ItemRow>) -> Result<Vec<Notification>, InboxError> {
         rows.into_iter()
-            .map(|row| {
-                let mut item: Notification =
-                    serde_json::from_str(&row.item).map_err(storage_error)?;
-                item.read = row.read != 0;
-                Ok(item)
-            })
+            .map(|row| notification(&row.item, row.read))
             .collect()
     }
 }
@@ -350,6 +391,84 @@ impl Inbox for SqlInbox {
              ON CONFLICT (device) DO UPDATE SET seq = MAX(seq, excluded.seq), at = excluded.at",
             vec![device.into(), int(seq), int(now_ms)],
         )?;
+        Ok(())
+    }
+
+    fn preferences(&self) -> Result<Preferences, InboxError> {
+        let rows: Vec<TextRow> = self.rows(
+            "SELECT value FROM hub_settings WHERE key = 'preferences'",
+            vec![],
+        )?;
+        match rows.first() {
+            Some(row) => serde_json::from_str(&row.value).map_err(storage_error),
+            None => Ok(Preferences::default()),
+        }
+    }
+
+    fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError> {
+        let value = serde_json::to_string(preferences).map_err(storage_error)?;
+        self.run(
+            "INSERT OR REPLACE INTO hub_settings (key, value) VALUES ('preferences', ?)",
+            vec![value.into()],
+        )?;
+        Ok(())
+    }
+
+    fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let flag = match hold {
+            None => SqlStorageValue::Null,
+            Some(Hold::Window) => SqlStorageValue::Integer(WINDOW_HOLD),
+            Some(Hold::Attention) => SqlStorageValue::Integer(ATTENTION_HOLD),
+        };
+        let mut bindings = vec![flag];
+        bindings.extend(seqs.iter().map(|&s| int(s)));
+        self.run(
+            &format!(
+                "UPDATE notifications SET held = ? WHERE seq IN ({})",
+                placeholders(seqs.len())
+            ),
+            bindings,
+        )?;
+        Ok(())
+    }
+
+    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
+        let rows: Vec<HeldRow> = self.rows(
+            "SELECT item, read_at IS NOT NULL AS read, held FROM notifications
+             WHERE held IS NOT NULL ORDER BY seq",
+            vec![],
+        )?;
+        rows.into_iter()
+            .map(|row| {
+                let hold = if row.held == WINDOW_HOLD {
+                    Hold::Window
+                } else {
+                    Hold::Attention
+                };
+                Ok((notification(&row.item, row.read)?, hold))
+            })
+            .collect()
+    }
+
+    fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
+        let rows: Vec<Number> = self.rows(
+            "SELECT value AS n FROM hub_meta WHERE key = 'window_closes_at'",
+            vec![],
+        )?;
+        Ok(unsigned(rows.first().and_then(|r| r.n)))
+    }
+
+    fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {
+        match at {
+            Some(at) => self.run(
+                "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('window_closes_at', ?)",
+                vec![int(at)],
+            )?,
+            None => self.run("DELETE FROM hub_meta WHERE key = 'window_closes_at'", vec![])?,
+        };
         Ok(())
     }
 }

@@ -12,19 +12,22 @@ use std::cell::{Cell, RefCell, RefMut};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use worker::js_sys::{Date as JsDate, Function, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    durable_object, Date, DurableObject, Env, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, web_sys, Date, DurableObject, Env, Method, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::internal;
 use super::log;
 use super::random_id;
 use super::sql_inbox::SqlInbox;
+use crate::attention::Preferences;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::frame::{CloseCode, ReadRequest, ServerFrame};
-use crate::hub::{self, Admission, Effect, Hub, Session};
+use crate::hub::{self, Admission, Arrival, Effect, Hub, Session, SocketView};
 use crate::inbox::InboxError;
 use crate::publish::Draft;
 
@@ -66,6 +69,8 @@ impl DurableObject for UserHub {
             "/notifications" => self.list(&req),
             "/read" => self.mark_read(req).await,
             "/delete" => self.delete(&req),
+            "/preferences" if req.method() == Method::Put => self.put_preferences(req).await,
+            "/preferences" => self.get_preferences(),
             _ => Err(ApiError::new(404, "not_found", "no such hub route")),
         };
         let answer = match answer {
@@ -78,20 +83,40 @@ impl DurableObject for UserHub {
     async fn alarm(&self) -> Result<Response> {
         // The runtime clears an alarm once it runs; forget what was set.
         self.alarm_at.set(None);
+        let now = now_ms();
         let config = self.config().map_err(|e| worker::Error::from(e.message))?;
-        let next = {
-            let mut inbox = self
-                .inbox()
-                .map_err(|e| worker::Error::from(e.to_string()))?;
+        let effects = {
+            let mut inbox = self.inbox().map_err(|e| worker::Error::from(e.to_string()))?;
+            if let Some(scheduled) = inbox.scheduled_alarm() {
+                log::event(
+                    "alarm",
+                    json!({ "late_ms": now.saturating_sub(scheduled) }),
+                );
+            }
             let mut hub = Hub {
                 inbox: &mut *inbox,
                 limits: &config.limits,
             };
-            hub.alarm(now_ms())
+            for (ws, session) in self.open_sockets() {
+                let view = SocketView::of(&session, self.last_ping(&ws));
+                if let Some((code, reason)) = hub.liveness(&view, now) {
+                    self.apply(
+                        Some((&ws, &session)),
+                        vec![Effect::Close {
+                            code,
+                            reason: reason.to_owned(),
+                        }],
+                    );
+                }
+            }
+            hub.alarm(now)
                 .map_err(|e| worker::Error::from(e.to_string()))?
         };
-        self.set_alarm(next).await?;
-        Response::ok("pruned")
+        self.apply(None, effects);
+        self.schedule()
+            .await
+            .map_err(|e| worker::Error::from(e.message))?;
+        Response::ok("done")
     }
 
     async fn websocket_message(
@@ -122,7 +147,17 @@ impl DurableObject for UserHub {
         };
         // The frame budget and ack changed; keep them with the socket across hibernation.
         ws.serialize_attachment(&session)?;
+        // New preferences (a focus frame) move deadlines; nothing else a client sends does
+        // in a way the alarm would not catch up with.
+        let moved = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Broadcast(ServerFrame::Preferences(_))));
         self.apply(Some((&ws, &session)), effects);
+        if moved {
+            self.schedule()
+                .await
+                .map_err(|e| worker::Error::from(e.message))?;
+        }
         Ok(())
     }
 
@@ -174,24 +209,27 @@ impl UserHub {
         let user = required_header(req, internal::USER)?;
         let device = header(req, internal::DEVICE);
         let answer_protocol = header(req, internal::PROTOCOL);
-        let since = header(req, internal::SINCE)
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| ApiError::internal("bad since header"))
-            })
-            .transpose()?;
+        let number = |name: &str| {
+            header(req, name)
+                .map(|s| {
+                    s.parse::<u64>()
+                        .map_err(|_| ApiError::internal(format!("bad {name} header")))
+                })
+                .transpose()
+        };
+        let arrival = Arrival {
+            user: user.clone(),
+            session_id: random_id("ses_"),
+            device,
+            since: number(internal::SINCE)?,
+            token_exp: number(internal::EXP)?,
+        };
+        let since = arrival.since;
         let config = self.config()?;
-        let open_sockets = self.state.get_websockets().len();
+        let open_sockets = self.open_sockets().len();
         let admission = self.with_hub(&config, |hub| {
-            hub.connect(
-                &user,
-                open_sockets,
-                random_id("ses_"),
-                device,
-                since,
-                now_ms(),
-            )
-            .map_err(hub::HubError::from)
+            hub.connect(arrival, open_sockets, now_ms())
+                .map_err(hub::HubError::from)
         })?;
 
         let pair = WebSocketPair::new().map_err(js_error)?;
@@ -277,6 +315,28 @@ impl UserHub {
         Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(js_error)
     }
 
+    /// `GET /v1/preferences`.
+    fn get_preferences(&self) -> std::result::Result<Response, ApiError> {
+        let config = self.config()?;
+        let preferences = self.with_hub(&config, |hub| {
+            hub.preferences().map_err(hub::HubError::from)
+        })?;
+        Response::from_json(&preferences).map_err(js_error)
+    }
+
+    /// `PUT /v1/preferences`: validated as a whole; a bad body changes nothing.
+    async fn put_preferences(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let body = req.bytes().await.map_err(js_error)?;
+        let preferences = Preferences::parse(&body)?;
+        let config = self.config()?;
+        let effects = self.with_hub(&config, |hub| {
+            hub.set_preferences(preferences.clone(), now_ms())
+                .map_err(hub::HubError::from)
+        })?;
+        self.apply(None, effects);
+        Response::from_json(&preferences).map_err(js_error)
+    }
+
     /// Runs `f` on the core over this object's inbox.
     fn with_hub<T>(
         &self,
@@ -296,10 +356,41 @@ impl UserHub {
     /// Keeps the alarm at the hub's next deadline after an event that may have moved it.
     async fn schedule(&self) -> std::result::Result<(), ApiError> {
         let config = self.config()?;
+        let sockets: Vec<SocketView> = self
+            .open_sockets()
+            .iter()
+            .map(|(ws, session)| SocketView::of(session, self.last_ping(ws)))
+            .collect();
         let next = self.with_hub(&config, |hub| {
-            hub.next_deadline().map_err(hub::HubError::from)
+            hub.next_deadline(&sockets, now_ms())
+                .map_err(hub::HubError::from)
         })?;
         self.set_alarm(next).await.map_err(js_error)
+    }
+
+    /// The user's sockets that are open (not closing), with their sessions.
+    fn open_sockets(&self) -> Vec<(WebSocket, Session)> {
+        const OPEN: u16 = 1;
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter(|ws| AsRef::<web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
+            .filter_map(|ws| {
+                let session = ws.deserialize_attachment::<Session>().ok().flatten()?;
+                Some((ws, session))
+            })
+            .collect()
+    }
+
+    /// When the runtime last answered a `ping` on `ws` for us (ms), which it does without
+    /// waking the object. workers-rs does not bind `getWebSocketAutoResponseTimestamp`,
+    /// so it is called through JavaScript reflection.
+    fn last_ping(&self, ws: &WebSocket) -> Option<u64> {
+        let state: &JsValue = self.state.as_raw().as_ref();
+        let method = Reflect::get(state, &"getWebSocketAutoResponseTimestamp".into()).ok()?;
+        let socket: &JsValue = AsRef::<web_sys::WebSocket>::as_ref(ws).as_ref();
+        let at = method.dyn_into::<Function>().ok()?.call1(state, socket).ok()?;
+        at.dyn_into::<JsDate>().ok().map(|d| d.get_time() as u64)
     }
 
     async fn set_alarm(&self, next: Option<u64>) -> Result<()> {
@@ -309,8 +400,11 @@ impl UserHub {
         let storage = self.state.storage();
         match next {
             Some(at) => {
-                let at = scheduled_at(at);
-                storage.set_alarm(at).await?
+                // Kept beside the data so that the alarm can report how late it ran.
+                if let Ok(inbox) = self.inbox() {
+                    inbox.record_alarm(at);
+                }
+                storage.set_alarm(scheduled_at(at)).await?
             }
             None => storage.delete_alarm().await?,
         }
