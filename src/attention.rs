@@ -11,8 +11,8 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::inbox::{Notification, Priority};
 use crate::error::InputError;
+use crate::inbox::{Notification, Priority};
 
 /// Longest batch window a user may choose.
 pub const MAX_BATCH_WINDOW_MS: u64 = 60_000;
@@ -81,7 +81,8 @@ fn field(name: &str, message: impl Into<String>) -> InputError {
 }
 
 fn parse_time(name: &str, value: &str) -> Result<NaiveTime, InputError> {
-    let valid = value.len() == 5 && value.as_bytes()[2] == b':';
+    let b = value.as_bytes();
+    let valid = b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
     valid
         .then(|| NaiveTime::parse_from_str(value, "%H:%M").ok())
         .flatten()
@@ -126,8 +127,19 @@ impl QuietHours {
         let mut local = day.and_time(end);
         // An end inside a spring-forward gap does not exist: the first minute that does.
         for _ in 0..=180 {
-            if let Some(at) = zone.from_local_datetime(&local).earliest() {
-                return Some(at.timestamp_millis() as u64);
+            let candidates = zone.from_local_datetime(&local);
+            // In the repeated hour of a fall-back night the end exists twice: the first
+            // occurrence still ahead is the one that ends the quiet period.
+            let ahead = [candidates.earliest(), candidates.latest()]
+                .into_iter()
+                .flatten()
+                .map(|at| at.timestamp_millis() as u64)
+                .find(|at| *at > now_ms);
+            if let Some(at) = ahead {
+                return Some(at);
+            }
+            if candidates.earliest().is_some() {
+                return None;
             }
             local += Duration::minutes(1);
         }
@@ -212,12 +224,8 @@ impl Preferences {
         };
         let min_priority = match fields.get("min_priority") {
             None | Some(Value::Null) => Priority::Low,
-            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
-                field(
-                    "min_priority",
-                    "must be one of low, normal, high, urgent",
-                )
-            })?,
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|_| field("min_priority", "must be one of low, normal, high, urgent"))?,
         };
         Ok(Self {
             batch_window_ms,

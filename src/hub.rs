@@ -17,12 +17,9 @@ use crate::attention::{Delivery, Preferences, MAX_FOCUS_MS};
 use crate::auth::LEEWAY_S;
 use crate::config::Limits;
 use crate::frame::{
-    BatchReason, ClientFrame, CloseCode, FocusRequest, Page, PageRequest, ReadRequest,
-    ServerFrame,
+    BatchReason, ClientFrame, CloseCode, FocusRequest, Page, PageRequest, ReadRequest, ServerFrame,
 };
-use crate::inbox::{
-    Hold, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
-};
+use crate::inbox::{Hold, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq};
 use crate::publish::Draft;
 
 /// Items per `batch` frame of a replay.
@@ -301,7 +298,10 @@ impl<I: Inbox> Hub<'_, I> {
         let preferences = self.inbox.preferences()?;
         let mut seq = self.inbox.latest_seq()?;
         let mut receipts = Vec::with_capacity(drafts.len());
-        let mut effects = Vec::with_capacity(drafts.len() + 1);
+        // Whatever is already due goes out first, so that a late alarm cannot let new
+        // items overtake an older digest.
+        let mut effects = self.flush(now_ms)?;
+        let released = effects.len();
         let mut stored = false;
         for draft in drafts {
             if let Some(key) = &draft.idempotency_key {
@@ -362,7 +362,7 @@ impl<I: Inbox> Hub<'_, I> {
         }
         // Held and muted items are counted but do not announce themselves: the count
         // travels with what is pushed.
-        if !effects.is_empty() {
+        if effects.len() > released {
             effects.push(self.unread_frame(now_ms)?);
         }
         Ok((receipts, effects))
@@ -510,7 +510,13 @@ impl<I: Inbox> Hub<'_, I> {
         let age = self.limits.inbox_max_age_ms;
         let held = self.inbox.held()?;
         let attention_end = if held.iter().any(|(_, hold)| *hold == Hold::Attention) {
-            self.inbox.preferences()?.attention_ends(now_ms)
+            // Items still held after focus ended (the alarm has not run yet) are due now.
+            Some(
+                self.inbox
+                    .preferences()?
+                    .attention_ends(now_ms)
+                    .unwrap_or(now_ms),
+            )
         } else {
             None
         };

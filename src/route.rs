@@ -52,6 +52,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "DELETE",
         Route::DeleteNotification,
     ),
+    ("/v1/preferences", "GET", Route::GetPreferences),
+    ("/v1/preferences", "PUT", Route::PutPreferences),
     ("/dev/token", "GET", Route::DevToken),
 ];
 
@@ -94,7 +96,10 @@ pub fn resolve(method: &str, path: &str) -> Result<Resolved, RouteError> {
     match candidates.clone().find(|(_, m, _)| accepts(m)) {
         Some((_, _, route)) => Ok(Resolved { route: *route, id }),
         None => Err(RouteError::MethodNotAllowed {
-            allowed: candidates.map(|(_, m, _)| *m).collect::<Vec<_>>().join(", "),
+            allowed: candidates
+                .map(|(_, m, _)| *m)
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }

@@ -3,13 +3,14 @@
 
 mod common;
 
-use common::{draft, stored, T0};
+use common::{arrival, draft, stored, T0};
+use herald::attention::Preferences;
 use herald::config::Limits;
 use herald::frame::{CloseCode, ServerFrame};
-use herald::hub::{Admission, Effect, Hub, Session};
+use herald::hub::{Admission, Arrival, Effect, Hub, Session};
 use herald::inbox::{
-    Horizon, Inbox, InboxError, MemoryInbox, Notification, Priority, Prune, Range, ReadTarget,
-    Receipt, Seq,
+    Hold, Horizon, Inbox, InboxError, MemoryInbox, Notification, Priority, Prune, Range,
+    ReadTarget, Receipt, Seq,
 };
 use herald::publish::Draft;
 use serde_json::{json, Value};
@@ -33,7 +34,7 @@ fn seqs(receipts: &[Receipt]) -> Vec<Seq> {
 
 fn connect(inbox: &mut MemoryInbox, limits: &Limits, open_sockets: usize) -> Admission {
     Hub { inbox, limits }
-        .connect("alice", open_sockets, "ses_1".into(), None, None, T0)
+        .connect(arrival("ses_1"), open_sockets, T0)
         .unwrap()
 }
 
@@ -102,11 +103,11 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
         limits: &limits,
     }
     .connect(
-        "alice",
+        Arrival {
+            device: Some("phone".into()),
+            ..arrival("ses_9")
+        },
         2,
-        "ses_9".into(),
-        Some("phone".into()),
-        None,
         T0 + 5,
     )
     .unwrap() else {
@@ -345,6 +346,30 @@ impl Inbox for FailingInbox {
         self.healthy()?;
         self.inner.record_ack(device, seq, now_ms)
     }
+    fn preferences(&self) -> Result<Preferences, InboxError> {
+        self.healthy()?;
+        self.inner.preferences()
+    }
+    fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.set_preferences(preferences)
+    }
+    fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.set_hold(seqs, hold)
+    }
+    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
+        self.healthy()?;
+        self.inner.held()
+    }
+    fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
+        self.healthy()?;
+        self.inner.window_closes_at()
+    }
+    fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.set_window_closes_at(at)
+    }
 }
 
 #[test]
@@ -373,13 +398,22 @@ fn broken_storage_reaches_every_caller_as_a_storage_error() {
     };
     let storage_failed = |e: &InboxError| matches!(e, InboxError::Storage(_));
     assert!(storage_failed(
-        &hub.connect("alice", 0, "s".into(), None, Some(0), T0)
-            .unwrap_err()
+        &hub.connect(
+            Arrival {
+                since: Some(0),
+                ..arrival("s")
+            },
+            0,
+            T0
+        )
+        .unwrap_err()
     ));
     assert!(storage_failed(
         &hub.publish(vec![draft("n1", "e")], T0).unwrap_err()
     ));
     assert!(storage_failed(&hub.alarm(T0).unwrap_err()));
+    assert!(storage_failed(&hub.next_deadline(&[], T0).unwrap_err()));
+    assert!(storage_failed(&hub.preferences().unwrap_err()));
     // A socket is told to retry rather than being closed or left without an answer.
     let effects = hub.client_text(&mut session, r#"{"type":"fetch"}"#, T0);
     assert!(

@@ -5,11 +5,12 @@
 
 mod common;
 
-use common::{draft, stored, T0};
+use common::{arrival, draft, stored, T0};
 use herald::config::Limits;
 use herald::frame::{BatchReason, Page, PageRequest, ReadRequest, ServerFrame};
 use herald::hub::{
-    page_query, Admission, Effect, Hub, HubError, ReadOutcome, Session, MAX_READ_IDS, REPLAY_BATCH,
+    page_query, Admission, Arrival, Effect, Hub, HubError, ReadOutcome, Session, MAX_READ_IDS,
+    REPLAY_BATCH,
 };
 use herald::inbox::{Inbox, MemoryInbox, Notification, Receipt, Seq};
 use herald::publish::Draft;
@@ -109,10 +110,14 @@ impl World {
     /// The frames a device gets on connecting with `since`.
     fn connect(&mut self, since: Option<Seq>) -> Vec<ServerFrame> {
         let now = self.now;
-        match self
-            .hub()
-            .connect("alice", 0, "ses_1".into(), None, since, now)
-        {
+        match self.hub().connect(
+            Arrival {
+                since,
+                ..arrival("ses_1")
+            },
+            0,
+            now,
+        ) {
             Ok(Admission::Welcome { frames, .. }) => frames,
             other => panic!("connect failed: {other:?}"),
         }
@@ -121,10 +126,14 @@ impl World {
     fn session(&mut self, device: Option<&str>) -> Session {
         let now = self.now;
         let device = device.map(str::to_owned);
-        match self
-            .hub()
-            .connect("alice", 0, "ses_1".into(), device, None, now)
-        {
+        match self.hub().connect(
+            Arrival {
+                device,
+                ..arrival("ses_1")
+            },
+            0,
+            now,
+        ) {
             Ok(Admission::Welcome { session, .. }) => session,
             other => panic!("connect failed: {other:?}"),
         }
@@ -150,13 +159,20 @@ impl World {
         self.hub().ack(session, seq, now)
     }
 
+    /// Runs the alarm and returns the deadline the glue would set next. With the default
+    /// preferences nothing is ever held, so the alarm must have nothing to send: all it
+    /// does here is retention.
     fn alarm(&mut self) -> Option<u64> {
         let now = self.now;
-        self.hub().alarm(now).unwrap()
+        let effects = self.hub().alarm(now).unwrap();
+        assert_eq!(effects, [], "nothing is held without preferences");
+        self.next_deadline()
     }
 
+    /// The next deadline with no sockets open: retention alone.
     fn next_deadline(&mut self) -> Option<u64> {
-        self.hub().next_deadline().unwrap()
+        let now = self.now;
+        self.hub().next_deadline(&[], now).unwrap()
     }
 
     fn send(&mut self, session: &mut Session, text: &str) -> Vec<Effect> {

@@ -2,8 +2,8 @@
 //! about when they get it wrong.
 
 use herald::config::Limits;
-use herald::inbox::Priority;
 use herald::error::InputError;
+use herald::inbox::Priority;
 use herald::publish::PublishRequest;
 use serde_json::{json, Value};
 

@@ -172,9 +172,12 @@ impl SqlInbox {
 
     /// The time the current alarm was set for.
     pub fn scheduled_alarm(&self) -> Option<u64> {
-        self.number("SELECT value AS n FROM hub_meta WHERE key = 'alarm_at'", vec![])
-            .ok()
-            .filter(|at| *at > 0)
+        self.number(
+            "SELECT value AS n FROM hub_meta WHERE key = 'alarm_at'",
+            vec![],
+        )
+        .ok()
+        .filter(|at| *at > 0)
     }
 
     /// Raises a counter: `latest_seq` and `pruned_through` only ever grow.
@@ -467,7 +470,10 @@ impl Inbox for SqlInbox {
                 "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('window_closes_at', ?)",
                 vec![int(at)],
             )?,
-            None => self.run("DELETE FROM hub_meta WHERE key = 'window_closes_at'", vec![])?,
+            None => self.run(
+                "DELETE FROM hub_meta WHERE key = 'window_closes_at'",
+                vec![],
+            )?,
         };
         Ok(())
     }

@@ -86,12 +86,11 @@ impl DurableObject for UserHub {
         let now = now_ms();
         let config = self.config().map_err(|e| worker::Error::from(e.message))?;
         let effects = {
-            let mut inbox = self.inbox().map_err(|e| worker::Error::from(e.to_string()))?;
+            let mut inbox = self
+                .inbox()
+                .map_err(|e| worker::Error::from(e.to_string()))?;
             if let Some(scheduled) = inbox.scheduled_alarm() {
-                log::event(
-                    "alarm",
-                    json!({ "late_ms": now.saturating_sub(scheduled) }),
-                );
+                log::event("alarm", json!({ "late_ms": now.saturating_sub(scheduled) }));
             }
             let mut hub = Hub {
                 inbox: &mut *inbox,
@@ -389,7 +388,11 @@ impl UserHub {
         let state: &JsValue = self.state.as_raw().as_ref();
         let method = Reflect::get(state, &"getWebSocketAutoResponseTimestamp".into()).ok()?;
         let socket: &JsValue = AsRef::<web_sys::WebSocket>::as_ref(ws).as_ref();
-        let at = method.dyn_into::<Function>().ok()?.call1(state, socket).ok()?;
+        let at = method
+            .dyn_into::<Function>()
+            .ok()?
+            .call1(state, socket)
+            .ok()?;
         at.dyn_into::<JsDate>().ok().map(|d| d.get_time() as u64)
     }
 

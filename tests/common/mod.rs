@@ -1,5 +1,7 @@
-//! Helpers shared by the integration tests of the hub core (`hub.rs`, `inbox.rs`).
+//! Helpers shared by the integration tests of the hub core (`hub.rs`, `inbox.rs`,
+//! `attention.rs`).
 
+use herald::hub::Arrival;
 use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Range};
 use herald::publish::Draft;
 
@@ -35,4 +37,17 @@ pub fn stored(inbox: &MemoryInbox) -> Vec<Notification> {
             now_ms: 0,
         })
         .unwrap()
+}
+
+/// Alice's device arriving on connection `session_id`: no device name, no resume cursor and
+/// a token without `exp`. Tests change what they care about with struct update syntax:
+/// `Arrival { since: Some(3), ..arrival("ses_1") }`.
+pub fn arrival(session_id: &str) -> Arrival {
+    Arrival {
+        user: "alice".into(),
+        session_id: session_id.into(),
+        device: None,
+        since: None,
+        token_exp: None,
+    }
 }
