@@ -69,7 +69,10 @@ export async function startHerald({ persistDir, bindings = {} } = {}) {
     scriptPath: join(root, "build/index.js"),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"], fallthrough: true }],
     compatibilityDate,
-    durableObjects: { USER_HUB: { className: "UserHub", useSQLite: true } },
+    durableObjects: {
+      USER_HUB: { className: "UserHub", useSQLite: true },
+      ROOM_HUB: { className: "RoomHub", useSQLite: true },
+    },
     bindings: {
       ...vars,
       JWT_SECRET,

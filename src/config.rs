@@ -39,6 +39,13 @@ pub struct Limits {
     pub idempotency_window_ms: u64,
     /// A socket silent (no ping, no frame) this long is closed (`IDLE_TIMEOUT_MS`).
     pub idle_timeout_ms: u64,
+    /// Items kept in a room's history (`ROOM_HISTORY_ITEMS`).
+    pub room_history_items: u64,
+    /// Sockets a room object holds before new ones go to shard objects (`ROOM_SHARD_SIZE`).
+    pub room_shard_size: u64,
+    /// How long a user who left a room may come back before `left` is announced
+    /// (`ROOM_PRESENCE_GRACE_MS`).
+    pub room_presence_grace_ms: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +63,9 @@ impl Default for Limits {
             inbox_max_age_ms: 30 * DAY_MS,
             idempotency_window_ms: 24 * HOUR_MS,
             idle_timeout_ms: 75_000,
+            room_history_items: 500,
+            room_shard_size: 5_000,
+            room_presence_grace_ms: 5_000,
         }
     }
 }
@@ -76,6 +86,16 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{name} must be a positive whole number, got {value:?}")]
     NotANumber { name: &'static str, value: String },
+}
+
+impl Limits {
+    /// The limits a room's history runs under: the inbox rules with the room's size.
+    pub fn for_room(&self) -> Limits {
+        Limits {
+            inbox_max_items: self.room_history_items,
+            ..self.clone()
+        }
+    }
 }
 
 impl Config {
@@ -110,6 +130,12 @@ impl Config {
                 defaults.idempotency_window_ms / HOUR_MS,
             )? * HOUR_MS,
             idle_timeout_ms: number("IDLE_TIMEOUT_MS", defaults.idle_timeout_ms)?,
+            room_history_items: number("ROOM_HISTORY_ITEMS", defaults.room_history_items)?,
+            room_shard_size: number("ROOM_SHARD_SIZE", defaults.room_shard_size)?,
+            room_presence_grace_ms: number(
+                "ROOM_PRESENCE_GRACE_MS",
+                defaults.room_presence_grace_ms,
+            )?,
         };
         let allowed_origins = lookup("ALLOWED_ORIGINS")
             .map(|list| {

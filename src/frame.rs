@@ -29,6 +29,9 @@ pub enum ServerFrame {
     /// First frame on every socket.
     Welcome {
         user: String,
+        /// Set on room sockets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         /// This connection's id; it appears in logs next to the user.
         session: String,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,10 +72,31 @@ pub enum ServerFrame {
     Page(Page),
     /// The user's preferences changed (a `focus` frame or `PUT /v1/preferences`).
     Preferences(Preferences),
+    /// A room member's client event (chat, reaction, edit, delete), from the room history.
+    Message(Notification),
+    /// Who is in a room: `joined`/`left` name one user, `online` lists everyone.
+    Presence {
+        action: PresenceAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        users: Option<Vec<String>>,
+    },
+    /// A room member is typing; never stored.
+    Typing { user: String },
     /// Answer to a JSON `{"type":"ping"}` (the literal `ping` gets a literal `pong`).
     Pong,
     /// The client sent something the server could not use; the socket stays open.
     Error { code: String, message: String },
+}
+
+/// What a `presence` frame says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceAction {
+    Joined,
+    Left,
+    Online,
 }
 
 /// One page of the inbox, for `GET /v1/notifications` and the `fetch` frame.

@@ -221,6 +221,7 @@ impl<I: Inbox> Hub<'_, I> {
         }
         let mut frames = vec![ServerFrame::Welcome {
             user: arrival.user.clone(),
+            room: None,
             session: arrival.session_id.clone(),
             device: arrival.device.clone(),
             seq: self.inbox.latest_seq()?,
@@ -325,6 +326,7 @@ impl<I: Inbox> Hub<'_, I> {
                 data: draft.data,
                 priority: draft.priority,
                 actor: draft.actor,
+                room: draft.room,
                 created_at: now_ms,
                 expires_at: draft.ttl_s.map(|ttl| now_ms + ttl * 1000),
                 read: false,
@@ -711,26 +713,26 @@ impl<I: Inbox> Hub<'_, I> {
     /// Size and rate checks every client frame passes before it is looked at.
     fn admit(&self, session: &mut Session, len: usize, now_ms: u64) -> Option<Effect> {
         session.last_frame_at = session.last_frame_at.max(now_ms);
-        if len > self.limits.max_frame_bytes {
-            return Some(Effect::Close {
-                code: CloseCode::TooBig,
-                reason: format!(
-                    "frames are limited to {} bytes",
-                    self.limits.max_frame_bytes
-                ),
-            });
-        }
-        if !session.budget.take(self.limits, now_ms) {
-            return Some(Effect::Close {
-                code: CloseCode::RateLimited,
-                reason: format!(
-                    "more than {} frames per second",
-                    self.limits.frame_rate_per_s
-                ),
-            });
-        }
-        None
+        admit(&mut session.budget, self.limits, len, now_ms)
     }
+}
+
+/// Size and rate checks for one client frame on any socket, user or room: a close when
+/// the frame is too big or the socket over its rate, else nothing.
+pub fn admit(budget: &mut FrameBudget, limits: &Limits, len: usize, now_ms: u64) -> Option<Effect> {
+    if len > limits.max_frame_bytes {
+        return Some(Effect::Close {
+            code: CloseCode::TooBig,
+            reason: format!("frames are limited to {} bytes", limits.max_frame_bytes),
+        });
+    }
+    if !budget.take(limits, now_ms) {
+        return Some(Effect::Close {
+            code: CloseCode::RateLimited,
+            reason: format!("more than {} frames per second", limits.frame_rate_per_s),
+        });
+    }
+    None
 }
 
 /// Reads a `GET /v1/notifications` query (`after`, `before`, `limit`, `unread`) into a

@@ -53,6 +53,9 @@ pub struct Notification {
     /// Who caused it, as the producer names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The room it was published to, for room messages (and their inbox copies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
     /// Milliseconds since the epoch, when the hub stored it.
     pub created_at: u64,
     /// When the producer's `ttl_s` runs out (ms since the epoch); gone from every view after.

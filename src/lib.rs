@@ -23,8 +23,10 @@
 //!   events, minimum priority) and what they mean for one notification at one moment.
 //! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes, client frames and the
 //!   alarm in, `Effect`s and the next deadline out.
+//! - [`room`]: project rooms: grants, presence with a grace period, client events,
+//!   shard placement (a room's history is an inbox run by [`hub`]).
 //! - `edge` (wasm32 only): the Worker entry point and the `UserHub` Durable Object, mapping
-//!   requests, sockets and SQLite storage onto the core.
+//!   requests, sockets and SQLite storage onto the core; and the `RoomHub` object.
 
 pub mod attention;
 pub mod auth;
@@ -34,6 +36,7 @@ pub mod frame;
 pub mod hub;
 pub mod inbox;
 pub mod publish;
+pub mod room;
 pub mod route;
 
 #[cfg(target_arch = "wasm32")]

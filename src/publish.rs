@@ -37,10 +37,8 @@ const MESSAGE_FIELDS: &[&str] = &[
     "actor",
     "idempotency_key",
     "ttl_s",
+    "inbox",
 ];
-/// Fields of the contract that this version does not act on yet. Refusing them (rather than
-/// ignoring them) keeps a producer from believing they took effect.
-const PLANNED_FIELDS: &[&str] = &["inbox"];
 
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> InputError {
     InputError::Field {
@@ -65,6 +63,9 @@ pub struct Draft {
     pub priority: Priority,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The room it was published to, for room messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
     /// A retry with the same key within the idempotency window stores nothing new.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -73,10 +74,16 @@ pub struct Draft {
     pub ttl_s: Option<u64>,
 }
 
-/// One validated message and who receives it (deduplicated, in the order given).
+/// One validated message and who receives it: users (deduplicated, in the order given)
+/// or a room.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// `to.users`; empty for a room message.
     pub recipients: Vec<String>,
+    /// `to.room`.
+    pub room: Option<String>,
+    /// With a room: also file it in every member's inbox.
+    pub inbox: bool,
     pub draft: Draft,
 }
 
@@ -181,14 +188,20 @@ fn parse_message(
         .keys()
         .find(|k| !MESSAGE_FIELDS.contains(&k.as_str()))
     {
-        let message = if PLANNED_FIELDS.contains(&unknown.as_str()) {
-            "not available yet"
-        } else {
-            "unknown field"
-        };
-        return Err(field_error(format!("{path}{unknown}"), message));
+        return Err(field_error(format!("{path}{unknown}"), "unknown field"));
     }
-    let recipients = parse_recipients(fields.get("to"), path, limits)?;
+    let (recipients, room) = parse_target(fields.get("to"), path, limits)?;
+    let inbox = match fields.get("inbox") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if room.is_some() => true,
+        Some(Value::Bool(true)) => {
+            return Err(field_error(
+                format!("{path}inbox"),
+                "only a room message can be filed in its members' inboxes",
+            ))
+        }
+        Some(_) => return Err(field_error(format!("{path}inbox"), "must be true or false")),
+    };
     let event = match fields.get("event") {
         Some(Value::String(e)) if valid_event(e) => e.clone(),
         Some(_) => {
@@ -210,6 +223,7 @@ fn parse_message(
     };
     Ok(Message {
         recipients,
+        inbox,
         draft: Draft {
             id,
             event,
@@ -233,30 +247,54 @@ fn parse_message(
                 key => key,
             },
             ttl_s: parse_ttl(fields.get("ttl_s"), path, limits)?,
+            room: room.clone(),
         },
+        room,
     })
 }
 
-fn parse_recipients(
+/// `to`: `{"users":[…]}` or `{"room":"…"}`.
+fn parse_target(
     to: Option<&Value>,
     path: &str,
     limits: &Limits,
-) -> Result<Vec<String>, InputError> {
+) -> Result<(Vec<String>, Option<String>), InputError> {
     let field = format!("{path}to");
     let Some(Value::Object(to)) = to else {
-        return Err(field_error(field, "required: {\"users\":[…]}"));
-    };
-    if to.contains_key("room") || to.contains_key("broadcast") {
         return Err(field_error(
             field,
-            "rooms and broadcast are not available yet; use {\"users\":[…]}",
+            "required: {\"users\":[…]} or {\"room\":\"…\"}",
+        ));
+    };
+    if to.contains_key("broadcast") {
+        return Err(field_error(
+            format!("{field}.broadcast"),
+            "broadcast is not available yet",
         ));
     }
-    if let Some(unknown) = to.keys().find(|k| *k != "users") {
+    if let Some(unknown) = to.keys().find(|k| *k != "users" && *k != "room") {
         return Err(field_error(format!("{field}.{unknown}"), "unknown field"));
     }
+    match (to.get("users"), to.get("room")) {
+        (Some(_), Some(_)) => Err(field_error(field, "give users or room, not both")),
+        (None, Some(Value::String(room))) if crate::room::valid_room(room) => {
+            Ok((Vec::new(), Some(room.clone())))
+        }
+        (None, Some(_)) => Err(field_error(
+            format!("{field}.room"),
+            "must be a room name: 1 to 128 letters, digits or . _ : -",
+        )),
+        (users, None) => Ok((parse_users(users, &field, limits)?, None)),
+    }
+}
+
+fn parse_users(
+    users: Option<&Value>,
+    field: &str,
+    limits: &Limits,
+) -> Result<Vec<String>, InputError> {
     let users_field = format!("{field}.users");
-    let Some(Value::Array(users)) = to.get("users") else {
+    let Some(Value::Array(users)) = users else {
         return Err(field_error(users_field, "required: an array of user ids"));
     };
     // Checked before deduplication so that an oversized list costs nothing to refuse.

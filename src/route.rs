@@ -20,6 +20,14 @@ pub enum Route {
     MarkRead,
     /// `DELETE /v1/notifications/{id}`: remove one item.
     DeleteNotification,
+    /// `GET /v1/rooms/{room}/connect`: WebSocket upgrade to a room the token grants.
+    RoomConnect,
+    /// `GET /v1/rooms/{room}/presence`: who is online in a room the token grants.
+    RoomPresence,
+    /// `GET /v1/rooms/{room}/members` (producer key): the room's member list.
+    GetMembers,
+    /// `PUT /v1/rooms/{room}/members` (producer key): replace it.
+    PutMembers,
     /// `GET /v1/preferences`: the caller's delivery preferences.
     GetPreferences,
     /// `PUT /v1/preferences`: replace them.
@@ -52,26 +60,40 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
         "DELETE",
         Route::DeleteNotification,
     ),
+    ("/v1/rooms/{room}/connect", "GET", Route::RoomConnect),
+    ("/v1/rooms/{room}/presence", "GET", Route::RoomPresence),
+    ("/v1/rooms/{room}/members", "GET", Route::GetMembers),
+    ("/v1/rooms/{room}/members", "PUT", Route::PutMembers),
     ("/v1/preferences", "GET", Route::GetPreferences),
     ("/v1/preferences", "PUT", Route::PutPreferences),
     ("/dev/token", "GET", Route::DevToken),
 ];
 
-/// A resolved request: the route and, for `{id}` routes, the id.
+/// A resolved request: the route and, for routes with a `{…}` segment, its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
     pub route: Route,
     pub id: Option<String>,
 }
 
-/// Whether `path` fits `pattern`, and the `{id}` segment if it has one.
+/// Whether `path` fits `pattern`, and the `{…}` segment if it has one.
 fn matches(pattern: &str, path: &str) -> Option<Option<String>> {
-    let (prefix, tail) = match pattern.strip_suffix("{id}") {
-        Some(prefix) => (prefix, true),
-        None => return (pattern == path).then_some(None),
-    };
-    let id = path.strip_prefix(prefix)?;
-    (tail && !id.is_empty() && !id.contains('/')).then(|| Some(id.to_owned()))
+    let mut param = None;
+    let mut pattern_parts = pattern.split('/');
+    let mut path_parts = path.split('/');
+    loop {
+        match (pattern_parts.next(), path_parts.next()) {
+            (None, None) => return Some(param),
+            (Some(p), Some(segment)) if p.starts_with('{') => {
+                if segment.is_empty() {
+                    return None;
+                }
+                param = Some(segment.to_owned());
+            }
+            (Some(p), Some(segment)) if p == segment => {}
+            _ => return None,
+        }
+    }
 }
 
 /// Resolves `method path` to a route.
@@ -118,6 +140,23 @@ mod tests {
         assert_eq!(route("POST", "/v1/publish"), Ok(Route::Publish));
         assert_eq!(route("OPTIONS", "/v1/publish"), Ok(Route::Preflight));
         assert_eq!(route("POST", "/v1/notifications/read"), Ok(Route::MarkRead));
+    }
+
+    #[test]
+    fn a_parameter_in_the_middle() {
+        let r = resolve("GET", "/v1/rooms/project:42/connect").unwrap();
+        assert_eq!(
+            (r.route, r.id.as_deref()),
+            (Route::RoomConnect, Some("project:42"))
+        );
+        assert_eq!(
+            route("GET", "/v1/rooms//connect"),
+            Err(RouteError::NotFound)
+        );
+        assert_eq!(
+            route("GET", "/v1/rooms/a/b/connect"),
+            Err(RouteError::NotFound)
+        );
     }
 
     #[test]

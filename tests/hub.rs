@@ -118,6 +118,7 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
         frames,
         [ServerFrame::Welcome {
             user: "alice".into(),
+            room: None,
             session: "ses_9".into(),
             device: Some("phone".into()),
             seq: 3,
@@ -528,6 +529,7 @@ fn binary_frames_get_an_error() {
 fn welcome_json_has_the_documented_fields() {
     let welcome = |device: Option<&str>| ServerFrame::Welcome {
         user: "alice".into(),
+        room: None,
         session: "ses_1".into(),
         device: device.map(str::to_owned),
         seq: 7,

@@ -259,16 +259,29 @@ fn each_user_must_be_a_usable_id() {
 }
 
 #[test]
-fn rooms_and_broadcast_are_not_available_yet() {
-    for to in [
-        json!({ "room": "project:42" }),
-        json!({ "broadcast": true }),
-    ] {
-        let body = json!({ "to": to, "event": "e" });
-        assert_field_error(&body, "to");
-        let text = parse(&body).unwrap_err().to_string();
-        assert!(text.contains("not available yet"), "{text}");
-    }
+fn a_room_target_is_validated_and_carried_on_the_draft() {
+    let parsed = parse(&json!({ "to": { "room": "project:42" }, "event": "e" })).unwrap();
+    let m = &parsed.messages[0];
+    assert_eq!(m.room.as_deref(), Some("project:42"));
+    assert_eq!(m.draft.room.as_deref(), Some("project:42"));
+    assert!(m.recipients.is_empty());
+    assert!(
+        parsed.by_recipient().is_empty(),
+        "rooms have no user recipients"
+    );
+    assert_field_error(&json!({ "to": { "room": "a/b" }, "event": "e" }), "to.room");
+    assert_field_error(
+        &json!({ "to": { "room": "r", "users": ["a"] }, "event": "e" }),
+        "to",
+    );
+}
+
+#[test]
+fn broadcast_is_not_available_yet() {
+    let body = json!({ "to": { "broadcast": true }, "event": "e" });
+    assert_field_error(&body, "to.broadcast");
+    let text = parse(&body).unwrap_err().to_string();
+    assert!(text.contains("not available yet"), "{text}");
 }
 
 #[test]
@@ -345,15 +358,16 @@ fn unknown_keys_inside_to_are_refused() {
 }
 
 #[test]
-fn contract_fields_not_acted_on_yet_say_so() {
-    // `inbox` (for room publishes) is the one planned field left.
-    let mut body = message("e", &["a"]);
-    body["inbox"] = json!(true);
-    assert_field_error(&body, "inbox");
-    assert!(parse(&body)
-        .unwrap_err()
-        .to_string()
-        .ends_with("not available yet"));
+fn inbox_filing_is_only_for_room_messages() {
+    let mut to_users = message("e", &["a"]);
+    to_users["inbox"] = json!(true);
+    assert_field_error(&to_users, "inbox");
+    let mut not_bool = json!({ "to": { "room": "project:42" }, "event": "e" });
+    not_bool["inbox"] = json!("yes");
+    assert_field_error(&not_bool, "inbox");
+    not_bool["inbox"] = json!(true);
+    let parsed = parse(&not_bool).unwrap();
+    assert!(parsed.messages[0].inbox);
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! verified. It owns no rule of its own.
 
 mod log;
+mod room_hub;
 mod sql_inbox;
+mod sql_room;
 mod user_hub;
 
 use futures_util::future::join_all;
@@ -21,6 +23,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::inbox::Receipt;
 use crate::publish::{Draft, PublishRequest};
+use crate::room;
 use crate::route::{self, Route};
 
 /// Header names of the Worker → hub requests. The hub trusts them because only the
@@ -31,6 +34,11 @@ pub(crate) mod internal {
     pub const PROTOCOL: &str = "x-herald-protocol";
     pub const SINCE: &str = "x-herald-since";
     pub const EXP: &str = "x-herald-exp";
+    pub const ROOM: &str = "x-herald-room";
+    /// Present when the token has `rooms:write`.
+    pub const WRITE: &str = "x-herald-write";
+    /// Set on requests to a room's shard object: its number.
+    pub const SHARD: &str = "x-herald-shard";
     pub const ID: &str = "x-herald-id";
     /// Hub requests go to `https://user-hub/<route>`; the host is never resolved.
     pub const HUB_ORIGIN: &str = "https://user-hub";
@@ -118,6 +126,23 @@ async fn serve(
             )
             .await
         }
+        Route::RoomConnect => room_connect(req, env, &resolved.id.unwrap_or_default()).await,
+        Route::RoomPresence => {
+            let room = resolved.id.unwrap_or_default();
+            let name = valid_room(&room)?;
+            grant(&claims_from_bearer(&req, env)?, name)?;
+            to_room(env, name, Method::Get, "/presence", None).await
+        }
+        Route::GetMembers | Route::PutMembers => {
+            authorize_producer(&req, env)?;
+            let room = resolved.id.unwrap_or_default();
+            let name = valid_room(&room)?;
+            let body = match resolved.route {
+                Route::PutMembers => Some(members_body(req, config).await?),
+                _ => None,
+            };
+            to_room(env, name, method, "/members", body).await
+        }
         Route::GetPreferences => {
             let user = user_from_bearer(&req, env)?;
             to_hub(env, &user, Method::Get, "/preferences", &[], None).await
@@ -159,33 +184,8 @@ fn dev_token(req: &Request, env: &Env) -> std::result::Result<Response, ApiError
 
 /// `GET /v1/connect`: verify the token, then let the user's hub accept the socket.
 async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiError> {
-    let headers = req.headers();
-    let is_upgrade =
-        header(headers, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-    if !is_upgrade {
-        return Err(ApiError::upgrade_required());
-    }
-    let url = req
-        .url()
-        .map_err(|_| ApiError::new(400, "bad_request", "bad URL"))?;
-    let query = |name: &str| {
-        url.query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let presented = auth::upgrade_token(
-        header(headers, "Authorization").as_deref(),
-        header(headers, "Sec-WebSocket-Protocol").as_deref(),
-        query("token").as_deref(),
-    )?;
-    let claims = verifier(env)?.verify(&presented.token, now_s())?;
-    let since = query("since")
-        .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| ApiError::new(400, "bad_request", "since: must be a whole number"))
-        })
-        .transpose()?;
-    let device = query("device");
+    let upgrade = Upgrade::read(&req, env)?;
+    let device = upgrade.query("device");
     if let Some(d) = &device {
         let valid = !d.is_empty()
             && d.len() <= MAX_DEVICE_LEN
@@ -199,29 +199,137 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
             ));
         }
     }
-
-    let forwarded = Headers::new();
-    let set = |name: &str, value: &str| forwarded.set(name, value).map_err(internal_error);
-    set("Upgrade", "websocket")?;
-    set(internal::USER, &claims.sub)?;
+    let headers = upgrade.headers()?;
     if let Some(d) = &device {
-        set(internal::DEVICE, d)?;
+        headers.set(internal::DEVICE, d).map_err(internal_error)?;
     }
-    if presented.answer_protocol {
-        set(internal::PROTOCOL, auth::PROTOCOL)?;
+    headers
+        .set(internal::EXP, &upgrade.claims.exp.to_string())
+        .map_err(internal_error)?;
+    call(
+        hub(env, &upgrade.claims.sub)?,
+        Method::Get,
+        "/connect",
+        headers,
+        None,
+    )
+    .await
+}
+
+/// `GET /v1/rooms/{room}/connect`: the token must grant the room.
+async fn room_connect(
+    req: Request,
+    env: &Env,
+    room: &str,
+) -> std::result::Result<Response, ApiError> {
+    let name = valid_room(room)?;
+    let upgrade = Upgrade::read(&req, env)?;
+    grant(&upgrade.claims, name)?;
+    let headers = upgrade.headers()?;
+    headers.set(internal::ROOM, name).map_err(internal_error)?;
+    if upgrade.claims.has_scope(room::WRITE_SCOPE) {
+        headers.set(internal::WRITE, "1").map_err(internal_error)?;
     }
-    if let Some(since) = since {
-        set(internal::SINCE, &since.to_string())?;
+    call(
+        room_hub::root_stub(env, name)?,
+        Method::Get,
+        "/connect",
+        headers,
+        None,
+    )
+    .await
+}
+
+/// A verified WebSocket upgrade: the token's claims and what the client asked for.
+struct Upgrade {
+    claims: auth::Claims,
+    answer_protocol: bool,
+    since: Option<u64>,
+    url: worker::Url,
+}
+
+impl Upgrade {
+    fn read(req: &Request, env: &Env) -> std::result::Result<Self, ApiError> {
+        let headers = req.headers();
+        let is_upgrade =
+            header(headers, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if !is_upgrade {
+            return Err(ApiError::upgrade_required());
+        }
+        let url = req
+            .url()
+            .map_err(|_| ApiError::new(400, "bad_request", "bad URL"))?;
+        let query = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let presented = auth::upgrade_token(
+            header(headers, "Authorization").as_deref(),
+            header(headers, "Sec-WebSocket-Protocol").as_deref(),
+            query("token").as_deref(),
+        )?;
+        let claims = verifier(env)?.verify(&presented.token, now_s())?;
+        let since = query("since")
+            .map(|s| {
+                s.parse::<u64>()
+                    .map_err(|_| ApiError::new(400, "bad_request", "since: must be a whole number"))
+            })
+            .transpose()?;
+        Ok(Self {
+            claims,
+            answer_protocol: presented.answer_protocol,
+            since,
+            url,
+        })
     }
-    set(internal::EXP, &claims.exp.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_headers(forwarded);
-    let url = format!("{}/connect", internal::HUB_ORIGIN);
-    let request = Request::new_with_init(&url, &init).map_err(internal_error)?;
-    hub(env, &claims.sub)?
-        .fetch_with_request(request)
-        .await
-        .map_err(|e| ApiError::unavailable(format!("user hub: {e}")))
+
+    fn query(&self, name: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The headers every forwarded upgrade carries: only what the Worker verified.
+    fn headers(&self) -> std::result::Result<Headers, ApiError> {
+        let headers = Headers::new();
+        let set = |name: &str, value: &str| headers.set(name, value).map_err(internal_error);
+        set("Upgrade", "websocket")?;
+        set(internal::USER, &self.claims.sub)?;
+        if self.answer_protocol {
+            set(internal::PROTOCOL, auth::PROTOCOL)?;
+        }
+        if let Some(since) = self.since {
+            set(internal::SINCE, &since.to_string())?;
+        }
+        Ok(headers)
+    }
+}
+
+fn valid_room(room: &str) -> std::result::Result<&str, ApiError> {
+    if room::valid_room(room) {
+        Ok(room)
+    } else {
+        Err(ApiError::new(
+            400,
+            "bad_request",
+            "room: 1 to 128 letters, digits or . _ : -",
+        ))
+    }
+}
+
+/// 403 unless the token's `rooms` claim grants `room`.
+fn grant(claims: &auth::Claims, room: &str) -> std::result::Result<(), ApiError> {
+    if room::grants(&claims.rooms, room) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "room_not_granted",
+            "the token does not grant this room",
+        ))
+    }
 }
 
 /// `POST /v1/publish`: validate, store in every recipient's hub, then answer 202.
@@ -234,6 +342,7 @@ async fn publish(
     let body = bounded_body(req, config.limits.max_publish_bytes).await?;
     let request = PublishRequest::parse(&body, &config.limits, || random_id("ntf_"))?;
 
+    let rooms = publish_to_rooms(env, &request).await?;
     let groups = request.by_recipient();
     let stores = groups.iter().map(|(user, drafts)| store(env, user, drafts));
     // Each hub answers one receipt per draft, in the order sent.
@@ -249,6 +358,20 @@ async fn publish(
     }
     let mut results = Vec::with_capacity(request.messages.len());
     for m in &request.messages {
+        if let Some(room) = &m.room {
+            let (receipt, filed) = rooms
+                .get(m.draft.id.as_str())
+                .ok_or_else(|| ApiError::internal("a room did not store every message"))?;
+            let mut result = json!({ "id": receipt.id, "room": room, "seq": receipt.seq });
+            if receipt.duplicate {
+                result["duplicate"] = true.into();
+            }
+            if m.inbox {
+                result["inbox"] = json!({ "members": filed });
+            }
+            results.push(result);
+            continue;
+        }
         let mut id = None;
         let mut recipients = Vec::with_capacity(m.recipients.len());
         for user in &m.recipients {
@@ -280,6 +403,13 @@ async fn publish(
     json_response(202, &body)
 }
 
+/// A members list, validated, as the room object takes it.
+async fn members_body(req: Request, config: &Config) -> std::result::Result<Vec<u8>, ApiError> {
+    let body = bounded_body(req, config.limits.max_publish_bytes).await?;
+    let members = room::parse_members(&body)?;
+    serde_json::to_vec(&members).map_err(internal_error)
+}
+
 /// The producer key, or a user token with the `publish` scope.
 fn authorize_producer(req: &Request, env: &Env) -> std::result::Result<(), ApiError> {
     let authorization = header(req.headers(), "Authorization");
@@ -298,6 +428,64 @@ fn authorize_producer(req: &Request, env: &Env) -> std::result::Result<(), ApiEr
         };
     }
     Err(AuthError::BadPublishKey.into())
+}
+
+/// Stores each room message in its room (fanning it out there) and files `inbox:true`
+/// ones in every member's inbox. Answers, per draft id, the room's receipt and how many
+/// members it was filed for.
+async fn publish_to_rooms<'a>(
+    env: &Env,
+    request: &'a PublishRequest,
+) -> std::result::Result<std::collections::HashMap<&'a str, (Receipt, usize)>, ApiError> {
+    let mut answers = std::collections::HashMap::new();
+    let mut by_room: Vec<(&str, Vec<&crate::publish::Message>)> = Vec::new();
+    for m in request.messages.iter().filter(|m| m.room.is_some()) {
+        let room = m.room.as_deref().unwrap_or_default();
+        match by_room.iter_mut().find(|(r, _)| *r == room) {
+            Some((_, list)) => list.push(m),
+            None => by_room.push((room, vec![m])),
+        }
+    }
+    let mut filings: std::collections::HashMap<String, Vec<Draft>> = Default::default();
+    for (room, messages) in by_room {
+        let drafts: Vec<&Draft> = messages.iter().map(|m| &m.draft).collect();
+        let body = serde_json::to_vec(&drafts).map_err(internal_error)?;
+        let mut response = to_room(env, room, Method::Post, "/publish", Some(body)).await?;
+        if response.status_code() != 200 {
+            return Err(ApiError::unavailable(format!(
+                "room answered {}",
+                response.status_code()
+            )));
+        }
+        let stored: room_hub::RoomReceipts = response.json().await.map_err(internal_error)?;
+        for (m, receipt) in messages.iter().zip(stored.receipts) {
+            if m.inbox {
+                // Keyed by the room's id for the message, so a retry (of this request or
+                // of the producer's, with its idempotency key) files it once per member.
+                let filed = Draft {
+                    id: receipt.id.clone(),
+                    idempotency_key: Some(format!("room:{room}:{}", receipt.id)),
+                    ..m.draft.clone()
+                };
+                for member in &stored.members {
+                    filings
+                        .entry(member.clone())
+                        .or_default()
+                        .push(filed.clone());
+                }
+            }
+            let filed_for = if m.inbox { stored.members.len() } else { 0 };
+            answers.insert(m.draft.id.as_str(), (receipt, filed_for));
+        }
+    }
+    let stores = filings.iter().map(|(member, drafts)| {
+        let drafts: Vec<&Draft> = drafts.iter().collect();
+        async move { store(env, member, &drafts).await }
+    });
+    for result in join_all(stores).await {
+        result?;
+    }
+    Ok(answers)
 }
 
 /// Stores one user's drafts in that user's hub and returns the receipts.
@@ -340,6 +528,30 @@ async fn to_hub(
     for (name, value) in extra {
         headers.set(name, value).map_err(internal_error)?;
     }
+    call(hub(env, user)?, method, path, headers, body).await
+}
+
+/// Sends a request to `room`'s root object.
+async fn to_room(
+    env: &Env,
+    room: &str,
+    method: Method,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> std::result::Result<Response, ApiError> {
+    let headers = Headers::new();
+    headers.set(internal::ROOM, room).map_err(internal_error)?;
+    call(room_hub::root_stub(env, room)?, method, path, headers, body).await
+}
+
+/// One internal request to a Durable Object.
+async fn call(
+    stub: Stub,
+    method: Method,
+    path: &str,
+    headers: Headers,
+    body: Option<Vec<u8>>,
+) -> std::result::Result<Response, ApiError> {
     if body.is_some() {
         headers
             .set("Content-Type", "application/json")
@@ -351,17 +563,21 @@ async fn to_hub(
         .with_body(body.map(|b| worker::js_sys::Uint8Array::from(b.as_slice()).into()));
     let url = format!("{}{path}", internal::HUB_ORIGIN);
     let request = Request::new_with_init(&url, &init).map_err(internal_error)?;
-    hub(env, user)?
-        .fetch_with_request(request)
+    stub.fetch_with_request(request)
         .await
-        .map_err(|e| ApiError::unavailable(format!("user hub: {e}")))
+        .map_err(|e| ApiError::unavailable(format!("durable object: {e}")))
+}
+
+/// The verified claims of a REST route's `Authorization: Bearer` token.
+fn claims_from_bearer(req: &Request, env: &Env) -> std::result::Result<auth::Claims, ApiError> {
+    let authorization = header(req.headers(), "Authorization");
+    let token = auth::bearer(authorization.as_deref()).ok_or(AuthError::MissingToken)?;
+    Ok(verifier(env)?.verify(token, now_s())?)
 }
 
 /// The caller of a REST route: the `sub` of a verified `Authorization: Bearer` token.
 fn user_from_bearer(req: &Request, env: &Env) -> std::result::Result<String, ApiError> {
-    let authorization = header(req.headers(), "Authorization");
-    let token = auth::bearer(authorization.as_deref()).ok_or(AuthError::MissingToken)?;
-    Ok(verifier(env)?.verify(token, now_s())?.sub)
+    Ok(claims_from_bearer(req, env)?.sub)
 }
 
 /// Reads a request body of at most `limit` bytes (413 beyond).

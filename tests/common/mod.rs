@@ -18,6 +18,7 @@ pub fn draft(id: &str, event: &str) -> Draft {
         data: None,
         priority: Priority::Normal,
         actor: None,
+        room: None,
         idempotency_key: None,
         ttl_s: None,
     }

@@ -1,0 +1,780 @@
+//! The `RoomHub` Durable Object: one per room (the root), plus shard objects once a room
+//! outgrows one object.
+//!
+//! The root owns everything that must be single: the history (an inbox run by
+//! [`crate::hub::Hub`] under the room's limits), the member list, presence and the shard
+//! counters. It holds up to `ROOM_SHARD_SIZE` sockets itself and hands further upgrades to
+//! shard objects named `<room>#<n>`, which hold sockets only: they forward their sockets'
+//! events to the root and relay what the root fans out to them. Sockets hibernate in both.
+
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use worker::{
+    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    State, Stub, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+};
+
+use super::sql_inbox::SqlInbox;
+use super::sql_room::RoomSql;
+use super::{error_response, internal, log, random_id};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::frame::{CloseCode, PresenceAction, ServerFrame};
+use crate::hub::{self, Effect, Hub};
+use crate::inbox::{Inbox, Receipt, Seq};
+use crate::publish::Draft;
+use crate::room::{self, presence, Member, Placement, RoomFrame};
+
+/// A frame on its way to sockets: its text, its seq (history items only, so a shard can
+/// skip what a resuming socket's replay already carried), and a socket to leave out.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Outgoing {
+    seq: Option<Seq>,
+    text: String,
+    except: Option<String>,
+}
+
+impl Outgoing {
+    fn of(frame: &ServerFrame, except: Option<&str>) -> Self {
+        let seq = match frame {
+            ServerFrame::Notification(n) | ServerFrame::Message(n) => Some(n.seq),
+            _ => None,
+        };
+        Self {
+            seq,
+            text: frame.to_json(),
+            except: except.map(str::to_owned),
+        }
+    }
+}
+
+/// A shard's socket joining, as the root learns of it.
+#[derive(Deserialize, Serialize)]
+struct ShardJoin {
+    member: Member,
+    shard: u64,
+    since: Option<Seq>,
+}
+
+/// What the root answers a joining shard socket: its first frames.
+#[derive(Deserialize, Serialize)]
+struct Welcome {
+    frames: Vec<ServerFrame>,
+    latest: Seq,
+}
+
+/// A frame a shard socket sent, for the root to handle.
+#[derive(Deserialize, Serialize)]
+struct ShardEvent {
+    member: Member,
+    text: String,
+}
+
+#[durable_object]
+pub struct RoomHub {
+    state: State,
+    env: Env,
+    /// Root only: the history.
+    history: std::result::Result<RefCell<SqlInbox>, String>,
+    /// Root only: members, presence, shard counters.
+    room: std::result::Result<RoomSql, String>,
+    /// Shard only: sockets whose first frames are still being fetched from the root, and
+    /// what the root fanned out to them meanwhile (sent after, so nothing is lost or
+    /// overtaken). Lives only across one awaited call, while the object is awake.
+    pending: RefCell<HashMap<String, Vec<Outgoing>>>,
+}
+
+impl DurableObject for RoomHub {
+    fn new(state: State, env: Env) -> Self {
+        if let Ok(pair) = WebSocketRequestResponsePair::new("ping", "pong") {
+            state.set_websocket_auto_response(&pair);
+        }
+        let sql = state.storage().sql();
+        let history = SqlInbox::open(sql.clone())
+            .map(RefCell::new)
+            .map_err(|e| e.to_string());
+        let room = RoomSql::open(sql).map_err(|e| e.to_string());
+        Self {
+            state,
+            env,
+            history,
+            room,
+            pending: RefCell::new(HashMap::new()),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        // Every request from the Worker names the room; remember it for the alarm.
+        if let (Some(name), Ok(room)) = (req.headers().get(internal::ROOM)?, &self.room) {
+            room.set_name(&name)?;
+        }
+        let answer = match (req.path().as_str(), req.headers().has(internal::SHARD)?) {
+            ("/connect", false) => self.accept_member(req).await,
+            ("/connect", true) => self.shard_connect(req).await,
+            ("/publish", _) => self.publish(req).await,
+            ("/presence", _) => self.presence(),
+            ("/members", _) => self.members(req).await,
+            ("/shard-join", _) => self.shard_join(req).await,
+            ("/shard-leave", _) => self.shard_leave(req).await,
+            ("/shard-event", _) => self.shard_event(req).await,
+            ("/fanout", _) => self.fanout(req).await,
+            _ => Err(ApiError::new(404, "not_found", "no such room route")),
+        };
+        answer.or_else(|err| error_response(&err))
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        let room = self.room().map_err(api_to_worker)?;
+        let online = self.online_users().map_err(api_to_worker)?;
+        let leaving = room.leaving()?;
+        let mut out = Vec::new();
+        for user in presence::due(&leaving, &online, now) {
+            out.push(Outgoing::of(
+                &presence_frame(PresenceAction::Left, user),
+                None,
+            ));
+        }
+        for (user, at) in &leaving {
+            if *at <= now {
+                room.set_leaving(user, None)?;
+            }
+        }
+        let config = self.config().map_err(api_to_worker)?;
+        let limits = config.limits.for_room();
+        self.with_hub(&limits, |hub| hub.alarm(now).map_err(hub::HubError::from))
+            .map_err(api_to_worker)?;
+        self.broadcast(out).await.map_err(api_to_worker)?;
+        self.schedule().await.map_err(api_to_worker)?;
+        Response::ok("done")
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        let Some(mut member) = ws.deserialize_attachment::<Member>()? else {
+            return ws.close(Some(CloseCode::Internal.code()), Some("lost session state"));
+        };
+        let config = self.config().map_err(api_to_worker)?;
+        let text = match message {
+            WebSocketIncomingMessage::String(text) => text,
+            WebSocketIncomingMessage::Binary(_) => {
+                let reply = ServerFrame::error("bad_frame", "binary frames are not supported");
+                return ws.send_with_str(reply.to_json());
+            }
+        };
+        if let Some(Effect::Close { code, reason }) =
+            hub::admit(&mut member.budget, &config.limits, text.len(), now_ms())
+        {
+            let _ = ws.send_with_str(ServerFrame::error("closing", reason.as_str()).to_json());
+            return ws.close(Some(code.code()), Some(reason));
+        }
+        ws.serialize_attachment(&member)?;
+        let replies = if self.is_shard(&member) {
+            let event = ShardEvent { member, text };
+            let mut answer = self
+                .root_call("/shard-event", &event)
+                .await
+                .map_err(api_to_worker)?;
+            answer.json::<Vec<ServerFrame>>().await?
+        } else {
+            self.handle_frame(&member, &text)
+                .await
+                .map_err(api_to_worker)?
+        };
+        for reply in replies {
+            let _ = ws.send_with_str(reply.to_json());
+        }
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _clean: bool,
+    ) -> Result<()> {
+        let _ = ws.close(
+            Some(if code == 1005 || code == 1006 {
+                1000
+            } else {
+                code as u16
+            }),
+            Some("closing"),
+        );
+        let Some(member) = ws.deserialize_attachment::<Member>().ok().flatten() else {
+            return Ok(());
+        };
+        if self.is_shard(&member) {
+            self.root_call("/shard-leave", &member)
+                .await
+                .map_err(api_to_worker)?;
+        } else {
+            self.leave(&member).await.map_err(api_to_worker)?;
+        }
+        Ok(())
+    }
+}
+
+impl RoomHub {
+    /// Root: a socket arrives. It stays here while there is room, else it is handed to
+    /// a shard object, whose answer (the 101) goes back as is.
+    async fn accept_member(&self, req: Request) -> std::result::Result<Response, ApiError> {
+        let config = self.config()?;
+        let room = self.room()?;
+        let name = required(&req, internal::ROOM)?;
+        let placement = room::place(
+            self.open_members().len(),
+            room.counter("sent_to_shards").map_err(js)?,
+            config.limits.room_shard_size,
+        );
+        if let Placement::Shard(n) = placement {
+            room.set_counter(
+                "sent_to_shards",
+                room.counter("sent_to_shards").map_err(js)? + 1,
+            )
+            .map_err(js)?;
+            let shards = room.counter("shards").map_err(js)?.max(n);
+            room.set_counter("shards", shards).map_err(js)?;
+            let headers = req.headers().clone();
+            headers.set(internal::SHARD, &n.to_string()).map_err(js)?;
+            let mut init = RequestInit::new();
+            init.with_headers(headers);
+            let forwarded =
+                Request::new_with_init(&format!("{}/connect", internal::HUB_ORIGIN), &init)
+                    .map_err(js)?;
+            return shard_stub(&self.env, &name, n)?
+                .fetch_with_request(forwarded)
+                .await
+                .map_err(|e| ApiError::unavailable(format!("room shard: {e}")));
+        }
+        let member = new_member(&req, &config)?;
+        let since = since(&req)?;
+        let (pair, server) = socket_pair()?;
+        self.state.accept_web_socket(&server);
+        server.serialize_attachment(&member).map_err(js)?;
+        let welcome = self.join(&member, since, &config).await?;
+        for frame in &welcome.frames {
+            server.send_with_str(frame.to_json()).map_err(js)?;
+        }
+        upgrade(&req, pair)
+    }
+
+    /// Shard: a socket handed over by the root. Its first frames come from the root;
+    /// whatever is fanned out meanwhile waits in `pending` and follows them.
+    async fn shard_connect(&self, req: Request) -> std::result::Result<Response, ApiError> {
+        let config = self.config()?;
+        let shard = required(&req, internal::SHARD)?
+            .parse::<u64>()
+            .map_err(|_| ApiError::internal("bad shard header"))?;
+        let mut member = new_member(&req, &config)?;
+        member.shard = Some(shard);
+        let (pair, server) = socket_pair()?;
+        self.state.accept_web_socket(&server);
+        server.serialize_attachment(&member).map_err(js)?;
+        self.pending
+            .borrow_mut()
+            .insert(member.id.clone(), Vec::new());
+        let join = ShardJoin {
+            member: member.clone(),
+            shard,
+            since: since(&req)?,
+        };
+        let answer = self.root_call("/shard-join", &join).await;
+        let waiting = self
+            .pending
+            .borrow_mut()
+            .remove(&member.id)
+            .unwrap_or_default();
+        let welcome: Welcome = answer?.json().await.map_err(js)?;
+        for frame in &welcome.frames {
+            server.send_with_str(frame.to_json()).map_err(js)?;
+        }
+        for out in waiting {
+            if out.seq.is_none_or(|seq| seq > welcome.latest) {
+                server.send_with_str(&out.text).map_err(js)?;
+            }
+        }
+        upgrade(&req, pair)
+    }
+
+    /// Root: the first frames of a member (here or on a shard): welcome, who is online,
+    /// any replay; and `joined` for everyone else unless the user was already present.
+    async fn join(
+        &self,
+        member: &Member,
+        since: Option<Seq>,
+        config: &Config,
+    ) -> std::result::Result<Welcome, ApiError> {
+        let room = self.room()?;
+        let now = now_ms();
+        let others: Vec<String> = self
+            .online_users()?
+            .into_iter()
+            .filter(|u| *u != member.user || self.sockets_of(&member.user) > 1)
+            .collect();
+        let leaving = room
+            .leaving()
+            .map_err(js)?
+            .iter()
+            .any(|(u, _)| *u == member.user);
+        let announce = presence::announce_join(others.contains(&member.user), leaving);
+        room.set_leaving(&member.user, None).map_err(js)?;
+        let limits = config.limits.for_room();
+        let (latest, replay) = self.with_hub(&limits, |hub| {
+            let latest = hub.inbox.latest_seq()?;
+            let replay = match since {
+                Some(since) => hub.replay(since, now)?,
+                None => Vec::new(),
+            };
+            Ok((latest, replay))
+        })?;
+        let mut online: BTreeSet<String> = others.into_iter().collect();
+        online.insert(member.user.clone());
+        let mut frames = vec![
+            ServerFrame::Welcome {
+                user: member.user.clone(),
+                room: Some(member.room.clone()),
+                session: member.id.clone(),
+                device: None,
+                seq: latest,
+                unread_count: 0,
+                heartbeat_ms: config.limits.heartbeat_ms,
+            },
+            ServerFrame::Presence {
+                action: PresenceAction::Online,
+                user: None,
+                users: Some(online.into_iter().collect()),
+            },
+        ];
+        frames.extend(replay);
+        if announce {
+            let joined = presence_frame(PresenceAction::Joined, &member.user);
+            self.broadcast(vec![Outgoing::of(&joined, Some(&member.id))])
+                .await?;
+        }
+        self.schedule().await?;
+        log::event(
+            "room_join",
+            json!({ "room": member.room, "user": member.user, "session": member.id, "shard": member.shard }),
+        );
+        Ok(Welcome { frames, latest })
+    }
+
+    /// Root: a member's socket closed. If the user has no other socket, `left` is
+    /// announced once the grace period passes without a return (the alarm does that).
+    async fn leave(&self, member: &Member) -> std::result::Result<(), ApiError> {
+        let config = self.config()?;
+        let still_online = self.online_users()?.contains(&member.user);
+        if let Some(at) =
+            presence::leave_deadline(still_online, now_ms(), config.limits.room_presence_grace_ms)
+        {
+            self.room()?
+                .set_leaving(&member.user, Some(at))
+                .map_err(js)?;
+            self.schedule().await?;
+        }
+        Ok(())
+    }
+
+    /// Root: one frame from a member, wherever its socket lives. Returns the replies for
+    /// that socket; everything for the room is broadcast from here.
+    async fn handle_frame(
+        &self,
+        member: &Member,
+        text: &str,
+    ) -> std::result::Result<Vec<ServerFrame>, ApiError> {
+        let frame = match serde_json::from_str::<RoomFrame>(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return Ok(vec![ServerFrame::error(
+                    "bad_frame",
+                    format!("not a frame this server understands: {e}"),
+                )])
+            }
+        };
+        let now = now_ms();
+        let limits = self.config()?.limits.for_room();
+        match frame {
+            RoomFrame::Ping => Ok(vec![ServerFrame::Pong]),
+            RoomFrame::Resume { since } => {
+                self.with_hub(&limits, |hub| Ok(hub.replay(since, now)?))
+            }
+            RoomFrame::Typing => {
+                let typing = ServerFrame::Typing {
+                    user: member.user.clone(),
+                };
+                self.broadcast(vec![Outgoing::of(&typing, Some(&member.id))])
+                    .await?;
+                Ok(Vec::new())
+            }
+            RoomFrame::Publish { .. } if !member.can_write => Ok(vec![ServerFrame::error(
+                "forbidden",
+                format!("publishing to a room needs the {} scope", room::WRITE_SCOPE),
+            )]),
+            RoomFrame::Publish {
+                event,
+                title,
+                body,
+                data,
+            } => {
+                let draft =
+                    match RoomFrame::draft(member, random_id("msg_"), event, title, body, data) {
+                        Ok(draft) => draft,
+                        Err(e) => {
+                            return Ok(vec![ServerFrame::error("bad_request", e.to_string())])
+                        }
+                    };
+                let (_, effects) =
+                    self.with_hub(&limits, |hub| Ok(hub.publish(vec![draft], now)?))?;
+                let out = effects
+                    .into_iter()
+                    .filter_map(|effect| match effect {
+                        Effect::Broadcast(ServerFrame::Notification(n)) => {
+                            Some(Outgoing::of(&ServerFrame::Message(n), None))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.broadcast(out).await?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Root: a producer's room publish. Stores in history, fans out, and answers the
+    /// receipts with the member list (for `inbox:true`, which the Worker files).
+    async fn publish(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let drafts: Vec<Draft> = req
+            .json()
+            .await
+            .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?;
+        let limits = self.config()?.limits.for_room();
+        let (receipts, effects) =
+            self.with_hub(&limits, |hub| Ok(hub.publish(drafts, now_ms())?))?;
+        let out = effects
+            .into_iter()
+            .filter_map(|effect| match effect {
+                Effect::Broadcast(frame @ ServerFrame::Notification(_)) => {
+                    Some(Outgoing::of(&frame, None))
+                }
+                _ => None,
+            })
+            .collect();
+        self.broadcast(out).await?;
+        self.schedule().await?;
+        let members = self.room()?.members().map_err(js)?;
+        Response::from_json(&json!({ "receipts": receipts, "members": members })).map_err(js)
+    }
+
+    fn presence(&self) -> std::result::Result<Response, ApiError> {
+        Response::from_json(&json!({ "users": self.online_users()? })).map_err(js)
+    }
+
+    async fn members(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let room = self.room()?;
+        if req.method() == Method::Put {
+            let members: Vec<String> = req
+                .json()
+                .await
+                .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?;
+            room.set_members(&members).map_err(js)?;
+        }
+        Response::from_json(&json!({ "members": room.members().map_err(js)? })).map_err(js)
+    }
+
+    async fn shard_join(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let join: ShardJoin = req.json().await.map_err(js)?;
+        let config = self.config()?;
+        self.room()?
+            .add_remote(&join.member.id, &join.member.user, join.shard)
+            .map_err(js)?;
+        let welcome = self.join(&join.member, join.since, &config).await?;
+        Response::from_json(&welcome).map_err(js)
+    }
+
+    async fn shard_leave(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let member: Member = req.json().await.map_err(js)?;
+        self.room()?.remove_remote(&member.id).map_err(js)?;
+        self.leave(&member).await?;
+        Response::ok("left").map_err(js)
+    }
+
+    async fn shard_event(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let event: ShardEvent = req.json().await.map_err(js)?;
+        let replies = self.handle_frame(&event.member, &event.text).await?;
+        Response::from_json(&replies).map_err(js)
+    }
+
+    /// Shard: frames the root fans out, for this object's sockets.
+    async fn fanout(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
+        let frames: Vec<Outgoing> = req.json().await.map_err(js)?;
+        self.send_local(&frames);
+        Response::ok("sent").map_err(js)
+    }
+
+    /// Root: sends to every socket of the room, here and on every shard.
+    async fn broadcast(&self, frames: Vec<Outgoing>) -> std::result::Result<(), ApiError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.send_local(&frames);
+        let shards = self.room()?.counter("shards").map_err(js)?;
+        if shards == 0 {
+            return Ok(());
+        }
+        let name = self.room_name()?;
+        let body = serde_json::to_string(&frames).map_err(js)?;
+        let calls = (1..=shards).map(|n| {
+            let body = body.clone();
+            let name = name.clone();
+            async move {
+                let mut init = RequestInit::new();
+                init.with_method(Method::Post).with_body(Some(body.into()));
+                let req =
+                    Request::new_with_init(&format!("{}/fanout", internal::HUB_ORIGIN), &init)?;
+                shard_stub(&self.env, &name, n)
+                    .map_err(|e| worker::Error::from(e.message))?
+                    .fetch_with_request(req)
+                    .await
+            }
+        });
+        for result in join_all(calls).await {
+            if let Err(e) = result {
+                log::event(
+                    "error",
+                    json!({ "room": name, "message": format!("fan-out: {e}") }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends to this object's own sockets, holding frames for sockets still joining.
+    fn send_local(&self, frames: &[Outgoing]) {
+        let mut pending = self.pending.borrow_mut();
+        for (ws, member) in self.open_members() {
+            for out in frames
+                .iter()
+                .filter(|o| o.except.as_deref() != Some(&member.id))
+            {
+                match pending.get_mut(&member.id) {
+                    Some(waiting) => waiting.push(out.clone()),
+                    None => {
+                        let _ = ws.send_with_str(&out.text);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Root: the alarm goes to the earliest of retention and pending departures.
+    async fn schedule(&self) -> std::result::Result<(), ApiError> {
+        let limits = self.config()?.limits.for_room();
+        let now = now_ms();
+        let retention = self.with_hub(&limits, |hub| Ok(hub.next_deadline(&[], now)?))?;
+        let leaving = self.room()?.leaving().map_err(js)?;
+        let next = leaving.iter().map(|(_, at)| *at).chain(retention).min();
+        let storage = self.state.storage();
+        match next {
+            Some(at) => storage
+                .set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(
+                    &(at as f64).into(),
+                )))
+                .await
+                .map_err(js),
+            None => storage.delete_alarm().await.map_err(js),
+        }
+    }
+
+    /// Distinct users with an open socket here or (for the root) on any shard.
+    fn online_users(&self) -> std::result::Result<Vec<String>, ApiError> {
+        let mut users: BTreeSet<String> = self
+            .open_members()
+            .into_iter()
+            .map(|(_, m)| m.user)
+            .collect();
+        if let Ok(room) = &self.room {
+            users.extend(room.remote_users().map_err(js)?);
+        }
+        Ok(users.into_iter().collect())
+    }
+
+    fn sockets_of(&self, user: &str) -> usize {
+        self.open_members()
+            .iter()
+            .filter(|(_, m)| m.user == user)
+            .count()
+    }
+
+    fn open_members(&self) -> Vec<(WebSocket, Member)> {
+        const OPEN: u16 = 1;
+        self.state
+            .get_websockets()
+            .into_iter()
+            .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
+            .filter_map(|ws| {
+                let member = ws.deserialize_attachment::<Member>().ok().flatten()?;
+                Some((ws, member))
+            })
+            .collect()
+    }
+
+    fn is_shard(&self, member: &Member) -> bool {
+        member.shard.is_some()
+    }
+
+    async fn root_call<T: Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> std::result::Result<Response, ApiError> {
+        let name = self.room_name()?;
+        let mut init = RequestInit::new();
+        let text = serde_json::to_string(body).map_err(js)?;
+        init.with_method(Method::Post).with_body(Some(text.into()));
+        let req = Request::new_with_init(&format!("{}{path}", internal::HUB_ORIGIN), &init)
+            .map_err(js)?;
+        let response = root_stub(&self.env, &name)?
+            .fetch_with_request(req)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("room root: {e}")))?;
+        if response.status_code() != 200 {
+            return Err(ApiError::unavailable(format!(
+                "room root answered {}",
+                response.status_code()
+            )));
+        }
+        Ok(response)
+    }
+
+    /// The room this object serves (a shard's sockets name it too).
+    fn room_name(&self) -> std::result::Result<String, ApiError> {
+        let stored = self.room()?.name().map_err(js)?;
+        stored
+            .or_else(|| self.open_members().first().map(|(_, m)| m.room.clone()))
+            .ok_or_else(|| ApiError::internal("room object without a name"))
+    }
+
+    fn with_hub<T>(
+        &self,
+        limits: &crate::config::Limits,
+        f: impl FnOnce(&mut Hub<'_, SqlInbox>) -> std::result::Result<T, hub::HubError>,
+    ) -> std::result::Result<T, ApiError> {
+        let cell = self
+            .history
+            .as_ref()
+            .map_err(|e| ApiError::unavailable(e.clone()))?;
+        let mut inbox = cell.borrow_mut();
+        let mut hub = Hub {
+            inbox: &mut *inbox,
+            limits,
+        };
+        f(&mut hub).map_err(ApiError::from)
+    }
+
+    fn room(&self) -> std::result::Result<&RoomSql, ApiError> {
+        self.room
+            .as_ref()
+            .map_err(|e| ApiError::unavailable(e.clone()))
+    }
+
+    fn config(&self) -> std::result::Result<Config, ApiError> {
+        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
+            .map_err(|e| ApiError::internal(format!("configuration: {e}")))
+    }
+}
+
+fn presence_frame(action: PresenceAction, user: &str) -> ServerFrame {
+    ServerFrame::Presence {
+        action,
+        user: Some(user.to_owned()),
+        users: None,
+    }
+}
+
+fn new_member(req: &Request, config: &Config) -> std::result::Result<Member, ApiError> {
+    let now = now_ms();
+    Ok(Member {
+        user: required(req, internal::USER)?,
+        id: random_id("ses_"),
+        room: required(req, internal::ROOM)?,
+        can_write: req.headers().has(internal::WRITE).unwrap_or(false),
+        connected_at: now,
+        budget: hub::FrameBudget::full(&config.limits, now),
+        shard: None,
+    })
+}
+
+fn since(req: &Request) -> std::result::Result<Option<Seq>, ApiError> {
+    req.headers()
+        .get(internal::SINCE)
+        .ok()
+        .flatten()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| ApiError::internal("bad since header"))
+        })
+        .transpose()
+}
+
+fn required(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
+    req.headers()
+        .get(name)
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::internal(format!("room request without {name}")))
+}
+
+fn socket_pair() -> std::result::Result<(WebSocketPair, WebSocket), ApiError> {
+    let pair = WebSocketPair::new().map_err(js)?;
+    let server = pair.server.clone();
+    Ok((pair, server))
+}
+
+fn upgrade(req: &Request, pair: WebSocketPair) -> std::result::Result<Response, ApiError> {
+    let mut response = Response::from_websocket(pair.client).map_err(js)?;
+    if let Some(protocol) = req.headers().get(internal::PROTOCOL).ok().flatten() {
+        response
+            .headers_mut()
+            .set("Sec-WebSocket-Protocol", &protocol)
+            .map_err(js)?;
+    }
+    Ok(response)
+}
+
+pub(crate) fn root_stub(env: &Env, room: &str) -> std::result::Result<Stub, ApiError> {
+    env.durable_object("ROOM_HUB")
+        .and_then(|ns| ns.get_by_name(room))
+        .map_err(js)
+}
+
+fn shard_stub(env: &Env, room: &str, n: u64) -> std::result::Result<Stub, ApiError> {
+    root_stub(env, &format!("{room}#{n}"))
+}
+
+fn js(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+fn api_to_worker(e: ApiError) -> worker::Error {
+    worker::Error::from(e.message)
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// The receipts a room publish answers, as the Worker reads them.
+#[derive(Deserialize)]
+pub(crate) struct RoomReceipts {
+    pub receipts: Vec<Receipt>,
+    pub members: Vec<String>,
+}
