@@ -11,4 +11,4 @@ build:  ## Release build of the Worker into build/
 	bash scripts/setup.sh && bash scripts/build.sh
 
 bench:  ## Benchmarks against the built Worker in workerd; prints Markdown tables
-	bash scripts/setup.sh && bash scripts/build.sh && bash -c 'source scripts/env.sh && node bench/replay.mjs && node bench/alarms.mjs'
+	bash scripts/setup.sh && bash scripts/build.sh && bash -c 'source scripts/env.sh && node bench/replay.mjs && node bench/alarms.mjs && node bench/fanout.mjs'
