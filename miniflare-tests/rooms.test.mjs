@@ -161,6 +161,8 @@ test("with ROOM_SHARD_SIZE=3, ten sockets across shards each get every publish o
   assert.deepEqual(rest.body.users, [...users].sort());
   const online = await sockets[9].next((f) => f.type === "presence" && f.action === "online");
   assert.deepEqual(online.users, [...users].sort());
+  // Joins on shards are announced to the root's sockets like any other.
+  await sockets[0].next(presence("joined", "u9"));
 
   const published = await sharded.publish({ to: { room }, event: "task.created" });
   // A client event from a socket on a shard goes through the root to everyone.

@@ -60,9 +60,9 @@ struct ShardJoin {
     since: Option<Seq>,
 }
 
-/// What the root answers a joining shard socket: its first frames.
+/// A joining socket's first frames, and the latest seq they cover.
 #[derive(Deserialize, Serialize)]
-struct Welcome {
+struct FirstFrames {
     frames: Vec<ServerFrame>,
     latest: Seq,
 }
@@ -293,7 +293,7 @@ impl RoomHub {
             .borrow_mut()
             .remove(&member.id)
             .unwrap_or_default();
-        let welcome: Welcome = answer?.json().await.map_err(js)?;
+        let welcome: FirstFrames = answer?.json().await.map_err(js)?;
         for frame in &welcome.frames {
             server.send_with_str(frame.to_json()).map_err(js)?;
         }
@@ -312,20 +312,21 @@ impl RoomHub {
         member: &Member,
         since: Option<Seq>,
         config: &Config,
-    ) -> std::result::Result<Welcome, ApiError> {
+    ) -> std::result::Result<FirstFrames, ApiError> {
         let room = self.room()?;
         let now = now_ms();
-        let others: Vec<String> = self
-            .online_users()?
-            .into_iter()
-            .filter(|u| *u != member.user || self.sockets_of(&member.user) > 1)
-            .collect();
+        // Present before this socket: another socket of the user here or on a shard.
+        let already_online = self
+            .open_members()
+            .iter()
+            .any(|(_, m)| m.user == member.user && m.id != member.id)
+            || room.remote_users().map_err(js)?.contains(&member.user);
         let leaving = room
             .leaving()
             .map_err(js)?
             .iter()
             .any(|(u, _)| *u == member.user);
-        let announce = presence::announce_join(others.contains(&member.user), leaving);
+        let announce = presence::announce_join(already_online, leaving);
         room.set_leaving(&member.user, None).map_err(js)?;
         let limits = config.limits.for_room();
         let (latest, replay) = self.with_hub(&limits, |hub| {
@@ -336,7 +337,7 @@ impl RoomHub {
             };
             Ok((latest, replay))
         })?;
-        let mut online: BTreeSet<String> = others.into_iter().collect();
+        let mut online: BTreeSet<String> = self.online_users()?.into_iter().collect();
         online.insert(member.user.clone());
         let mut frames = vec![
             ServerFrame::Welcome {
@@ -365,7 +366,7 @@ impl RoomHub {
             "room_join",
             json!({ "room": member.room, "user": member.user, "session": member.id, "shard": member.shard }),
         );
-        Ok(Welcome { frames, latest })
+        Ok(FirstFrames { frames, latest })
     }
 
     /// Root: a member's socket closed. If the user has no other socket, `left` is
@@ -493,10 +494,10 @@ impl RoomHub {
     async fn shard_join(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let join: ShardJoin = req.json().await.map_err(js)?;
         let config = self.config()?;
+        let welcome = self.join(&join.member, join.since, &config).await?;
         self.room()?
             .add_remote(&join.member.id, &join.member.user, join.shard)
             .map_err(js)?;
-        let welcome = self.join(&join.member, join.since, &config).await?;
         Response::from_json(&welcome).map_err(js)
     }
 
@@ -605,13 +606,6 @@ impl RoomHub {
             users.extend(room.remote_users().map_err(js)?);
         }
         Ok(users.into_iter().collect())
-    }
-
-    fn sockets_of(&self, user: &str) -> usize {
-        self.open_members()
-            .iter()
-            .filter(|(_, m)| m.user == user)
-            .count()
     }
 
     fn open_members(&self) -> Vec<(WebSocket, Member)> {
