@@ -1,0 +1,864 @@
+//! Project rooms driven natively: who may join (grants, room names), the member list,
+//! what members may send, presence with a grace period, the room's history (an inbox run
+//! by the hub under `Limits::for_room()`), the per-socket rate limiter, shard placement,
+//! and the publish requests that target a room. A fake clock in milliseconds throughout.
+
+use herald::config::Limits;
+use herald::error::InputError;
+use herald::frame::{BatchReason, CloseCode, ServerFrame};
+use herald::hub::{self, Effect, FrameBudget, Hub};
+use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Receipt, Seq};
+use herald::publish::{Draft, PublishRequest};
+use herald::room::{
+    grants, parse_members, place, presence, valid_room, Member, Placement, RoomFrame, MAX_MEMBERS,
+    MAX_ROOM_LEN,
+};
+use serde_json::json;
+
+// ---- helpers ------------------------------------------------------------------------
+
+/// The fake clock's starting point, in milliseconds since the epoch.
+const T0: u64 = 1_700_000_000_000;
+
+/// A token's `rooms` claim.
+fn claim(rooms: &[&str]) -> Vec<String> {
+    rooms.iter().map(|s| s.to_string()).collect()
+}
+
+/// The field an `InputError::Field` names; panics on any other error so that a test
+/// expecting a named field never passes on, say, a JSON error.
+fn field_of(err: InputError) -> String {
+    match err {
+        InputError::Field { field, .. } => field,
+        other => panic!("expected an error naming a field, got {other:?}"),
+    }
+}
+
+fn members(body: serde_json::Value) -> Result<Vec<String>, InputError> {
+    parse_members(body.to_string().as_bytes())
+}
+
+/// Alice's socket in `project:42`, connected at `T0` with a full budget.
+fn member() -> Member {
+    Member {
+        user: "alice".into(),
+        id: "ses_1".into(),
+        room: "project:42".into(),
+        can_write: true,
+        connected_at: T0,
+        budget: FrameBudget::full(&Limits::default(), T0),
+        shard: None,
+    }
+}
+
+/// `RoomFrame::draft` for a frame with only an event and the given title and body.
+fn draft_with(title: Option<String>, body: Option<String>) -> Result<Draft, InputError> {
+    RoomFrame::draft(
+        &member(),
+        "msg_1".into(),
+        "chat.message".into(),
+        title,
+        body,
+        None,
+    )
+}
+
+/// A room history entry as a member's `publish` frame makes it.
+fn chat(id: &str) -> Draft {
+    RoomFrame::draft(
+        &member(),
+        id.into(),
+        "chat.message".into(),
+        None,
+        Some(format!("message {id}")),
+        None,
+    )
+    .unwrap()
+}
+
+/// Publishes `drafts` into a room's history under `limits` (already `for_room()`).
+fn publish_to_room(
+    history: &mut MemoryInbox,
+    limits: &Limits,
+    drafts: Vec<Draft>,
+    now_ms: u64,
+) -> (Vec<Receipt>, Vec<Effect>) {
+    Hub {
+        inbox: history,
+        limits,
+    }
+    .publish(drafts, now_ms)
+    .unwrap()
+}
+
+/// Publishes `n` chat messages one by one, ids `m1`, `m2`, …, returning their seqs.
+fn publish_n(history: &mut MemoryInbox, limits: &Limits, n: usize) -> Vec<Seq> {
+    (1..=n)
+        .map(|i| {
+            let (receipts, _) = publish_to_room(history, limits, vec![chat(&format!("m{i}"))], T0);
+            receipts[0].seq
+        })
+        .collect()
+}
+
+fn replay(history: &mut MemoryInbox, limits: &Limits, since: Seq) -> Vec<ServerFrame> {
+    Hub {
+        inbox: history,
+        limits,
+    }
+    .replay(since, T0)
+    .unwrap()
+}
+
+/// The seqs each replay batch carries, batch by batch.
+fn batch_seqs(frames: &[ServerFrame]) -> Vec<Vec<Seq>> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Batch {
+                reason: BatchReason::Replay,
+                items,
+            } => Some(items.iter().map(|n| n.seq).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn seqs(receipts: &[Receipt]) -> Vec<Seq> {
+    receipts.iter().map(|r| r.seq).collect()
+}
+
+/// The notifications a publish pushed live.
+fn pushed(effects: &[Effect]) -> Vec<&Notification> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast(ServerFrame::Notification(n)) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+fn parse_publish(body: serde_json::Value) -> Result<PublishRequest, InputError> {
+    let mut n = 0;
+    PublishRequest::parse(body.to_string().as_bytes(), &Limits::default(), || {
+        n += 1;
+        format!("ntf_{n}")
+    })
+}
+
+// ---- grants -------------------------------------------------------------------------
+
+#[test]
+fn a_prefix_grant_covers_rooms_below_the_prefix_only() {
+    let g = claim(&["project:*"]);
+    assert!(grants(&g, "project:42"));
+    // The prefix is a string prefix, not one path segment: deeper names match too.
+    assert!(grants(&g, "project:a:b"));
+    // The colon is part of the prefix, so a neighbouring namespace is not granted.
+    assert!(!grants(&g, "projects:1"));
+    // The prefix alone names no room: `*` must stand for at least one character.
+    assert!(!grants(&g, "project:"));
+    assert!(!grants(&g, "project"));
+    // Room names are case-sensitive, and so are grants.
+    assert!(!grants(&g, "Project:42"));
+}
+
+#[test]
+fn an_exact_grant_covers_that_room_only() {
+    let g = claim(&["team:7"]);
+    assert!(grants(&g, "team:7"));
+    assert!(!grants(&g, "team:70"));
+    assert!(!grants(&g, "team:"));
+    assert!(!grants(&g, "TEAM:7"));
+    // A star anywhere but at the end is not a wildcard: this grant names a literal room.
+    let g = claim(&["team:*:chat"]);
+    assert!(!grants(&g, "team:7:chat"));
+}
+
+#[test]
+fn any_of_several_grants_is_enough() {
+    let g = claim(&["team:7", "project:*", "lobby"]);
+    for room in ["team:7", "project:1", "project:x", "lobby"] {
+        assert!(grants(&g, room), "{room} should be granted");
+    }
+    for room in ["team:8", "lobby:2", "projects:1"] {
+        assert!(!grants(&g, room), "{room} should not be granted");
+    }
+}
+
+#[test]
+fn an_empty_claim_grants_nothing() {
+    assert!(!grants(&[], "project:42"));
+    assert!(!grants(&[], ""));
+}
+
+#[test]
+fn a_lone_star_grants_every_room() {
+    // What the code does: `*` is the empty prefix followed by the wildcard, so it grants
+    // every non-empty room name. A token issuer putting `*` in `rooms` gives access to
+    // all rooms of the deployment; there is no separate "admin" notion.
+    let g = claim(&["*"]);
+    for room in ["project:42", "a", "team:7", &"x".repeat(MAX_ROOM_LEN)] {
+        assert!(grants(&g, room), "{room} should be granted");
+    }
+    // The empty name is still not granted (nor is it a valid room).
+    assert!(!grants(&g, ""));
+}
+
+// ---- room names ---------------------------------------------------------------------
+
+#[test]
+fn room_names_are_short_and_of_a_small_alphabet() {
+    for ok in ["project:42", "a", "A-z_0.9:x", "team-7.chat_room"] {
+        assert!(valid_room(ok), "{ok:?} should be valid");
+    }
+    assert!(
+        valid_room(&"x".repeat(MAX_ROOM_LEN)),
+        "128 characters is fine"
+    );
+    assert!(
+        !valid_room(&"x".repeat(MAX_ROOM_LEN + 1)),
+        "129 is too long"
+    );
+    assert!(!valid_room(""));
+    assert!(!valid_room("a/b"), "a slash would change the route");
+    assert!(!valid_room("project 42"));
+    // `#` is reserved: shard objects are named `<room>#<n>`, so a room named like a shard
+    // must not exist.
+    assert!(!valid_room("project:42#1"));
+    assert!(!valid_room("projét"), "ASCII only");
+    assert!(!valid_room("project:*"), "a grant pattern is not a room");
+}
+
+// ---- member lists -------------------------------------------------------------------
+
+#[test]
+fn members_are_deduplicated_in_first_seen_order() {
+    let list = members(json!({"members": ["bob", "alice", "bob", "carol", "alice"]})).unwrap();
+    assert_eq!(list, ["bob", "alice", "carol"]);
+    assert_eq!(
+        members(json!({"members": []})).unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_member_that_is_not_a_user_id_is_named_by_index() {
+    let too_long = "u".repeat(herald::auth::MAX_USER_ID_LEN + 1);
+    for (list, index) in [
+        (json!(["alice", "bob", ""]), 2),
+        (json!(["alice\u{7}"]), 0),
+        (json!(["alice", too_long]), 1),
+    ] {
+        let err = members(json!({ "members": list })).unwrap_err();
+        assert_eq!(field_of(err), format!("members[{index}]"), "{list}");
+    }
+}
+
+#[test]
+fn a_member_list_with_unknown_fields_or_bad_json_is_refused() {
+    // A typo such as `member` must not read as an empty list that removes everyone.
+    assert!(matches!(
+        members(json!({"members": ["alice"], "extra": 1})),
+        Err(InputError::Json(_))
+    ));
+    assert!(matches!(
+        members(json!({"member": ["alice"]})),
+        Err(InputError::Json(_))
+    ));
+    assert!(matches!(
+        members(json!({"members": [1, 2]})),
+        Err(InputError::Json(_))
+    ));
+    assert!(matches!(
+        parse_members(b"{\"members\":[\"alice\""),
+        Err(InputError::Json(_))
+    ));
+    assert!(matches!(parse_members(b""), Err(InputError::Json(_))));
+}
+
+#[test]
+fn a_member_list_holds_at_most_ten_thousand_entries() {
+    let distinct: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("user{i}")).collect();
+    assert_eq!(
+        members(json!({ "members": distinct })).unwrap().len(),
+        MAX_MEMBERS
+    );
+    let over: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("user{i}")).collect();
+    assert_eq!(
+        field_of(members(json!({ "members": over })).unwrap_err()),
+        "members"
+    );
+    // The bound is on the list as sent, before deduplication: it is checked first so that
+    // an oversized body is refused without further work.
+    let repeated = vec!["alice"; MAX_MEMBERS + 1];
+    assert_eq!(
+        field_of(members(json!({ "members": repeated })).unwrap_err()),
+        "members"
+    );
+}
+
+// ---- room frames --------------------------------------------------------------------
+
+#[test]
+fn room_frames_parse_from_json_text() {
+    let parse = |text: &str| serde_json::from_str::<RoomFrame>(text);
+    assert_eq!(
+        parse(r#"{"type":"publish","event":"chat.message","body":"hi"}"#).unwrap(),
+        RoomFrame::Publish {
+            event: "chat.message".into(),
+            title: None,
+            body: Some("hi".into()),
+            data: None,
+        }
+    );
+    assert_eq!(
+        parse(r#"{"type":"publish","event":"reaction.added","title":"t","data":{"emoji":"+1"}}"#)
+            .unwrap(),
+        RoomFrame::Publish {
+            event: "reaction.added".into(),
+            title: Some("t".into()),
+            body: None,
+            data: Some(json!({"emoji": "+1"})),
+        }
+    );
+    assert_eq!(parse(r#"{"type":"typing"}"#).unwrap(), RoomFrame::Typing);
+    assert_eq!(
+        parse(r#"{"type":"resume","since":7}"#).unwrap(),
+        RoomFrame::Resume { since: 7 }
+    );
+    assert_eq!(parse(r#"{"type":"ping"}"#).unwrap(), RoomFrame::Ping);
+}
+
+#[test]
+fn frames_a_room_does_not_understand_are_refused() {
+    let parse = |text: &str| serde_json::from_str::<RoomFrame>(text);
+    // User-socket frames have no meaning in a room.
+    assert!(parse(r#"{"type":"ack","seq":1}"#).is_err());
+    assert!(parse(r#"{"type":"resume"}"#).is_err(), "resume needs since");
+    assert!(parse(r#"{"type":"resume","since":-1}"#).is_err());
+    assert!(
+        parse(r#"{"type":"publish"}"#).is_err(),
+        "publish needs event"
+    );
+    assert!(parse(r#"{"event":"chat.message"}"#).is_err(), "no type");
+    // The literal `ping` is answered by the runtime and never parsed as a frame.
+    assert!(parse("ping").is_err());
+}
+
+#[test]
+fn a_draft_is_signed_by_the_socket_not_the_frame() {
+    // Extra fields in a frame are ignored, so a client cannot name another actor or room:
+    // both come from the socket's verified `Member`.
+    let frame: RoomFrame = serde_json::from_str(
+        r#"{"type":"publish","event":"chat.message","body":"hi","actor":"mallory","room":"team:1"}"#,
+    )
+    .unwrap();
+    let RoomFrame::Publish {
+        event,
+        title,
+        body,
+        data,
+    } = frame
+    else {
+        panic!("not a publish frame: {frame:?}");
+    };
+    let draft = RoomFrame::draft(&member(), "msg_1".into(), event, title, body, data).unwrap();
+    assert_eq!(draft.actor.as_deref(), Some("alice"));
+    assert_eq!(draft.room.as_deref(), Some("project:42"));
+    assert_eq!(draft.id, "msg_1");
+    assert_eq!(draft.event, "chat.message");
+    assert_eq!(draft.body.as_deref(), Some("hi"));
+    // Client events carry no producer options.
+    assert_eq!(draft.priority, Priority::Normal);
+    assert_eq!(draft.idempotency_key, None);
+    assert_eq!(draft.ttl_s, None);
+}
+
+#[test]
+fn a_draft_refuses_bad_events_and_over_long_text() {
+    let bad_event = |event: &str| {
+        RoomFrame::draft(&member(), "m".into(), event.into(), None, None, None)
+            .map(|_| ())
+            .map_err(field_of)
+    };
+    assert_eq!(bad_event(""), Err("event".into()));
+    assert_eq!(bad_event("chat message"), Err("event".into()));
+    assert_eq!(bad_event(&"e".repeat(129)), Err("event".into()));
+
+    // Limits are in characters, not bytes: 256 two-byte characters are fine.
+    assert!(draft_with(Some("é".repeat(256)), None).is_ok());
+    assert_eq!(
+        field_of(draft_with(Some("t".repeat(257)), None).unwrap_err()),
+        "title"
+    );
+    assert!(draft_with(None, Some("é".repeat(4096))).is_ok());
+    assert_eq!(
+        field_of(draft_with(None, Some("b".repeat(4097))).unwrap_err()),
+        "body"
+    );
+}
+
+// ---- presence -----------------------------------------------------------------------
+
+/// The root object's presence bookkeeping, as the RoomHub glue does it with the pure
+/// rules of `room::presence`: open sockets, pending departures, and what was announced.
+#[derive(Default)]
+struct Presence {
+    sockets: Vec<(String, String)>,
+    leaving: Vec<(String, u64)>,
+    announced: Vec<String>,
+}
+
+const GRACE_MS: u64 = 5_000;
+
+impl Presence {
+    fn online(&self) -> Vec<String> {
+        let mut users: Vec<String> = self.sockets.iter().map(|(u, _)| u.clone()).collect();
+        users.dedup();
+        users
+    }
+
+    fn join(&mut self, user: &str, socket: &str) {
+        let already_online = self.sockets.iter().any(|(u, _)| u == user);
+        let leaving = self.leaving.iter().any(|(u, _)| u == user);
+        if presence::announce_join(already_online, leaving) {
+            self.announced.push(format!("joined {user}"));
+        }
+        // Coming back cancels a pending departure.
+        self.leaving.retain(|(u, _)| u != user);
+        self.sockets.push((user.into(), socket.into()));
+    }
+
+    fn close(&mut self, socket: &str, now_ms: u64) {
+        let at = self.sockets.iter().position(|(_, s)| s == socket).unwrap();
+        let (user, _) = self.sockets.remove(at);
+        let still_online = self.sockets.iter().any(|(u, _)| *u == user);
+        if let Some(deadline) = presence::leave_deadline(still_online, now_ms, GRACE_MS) {
+            self.leaving.retain(|(u, _)| *u != user);
+            self.leaving.push((user, deadline));
+        }
+    }
+
+    /// The alarm: announce due departures, then forget every departure whose time came.
+    fn alarm(&mut self, now_ms: u64) {
+        let online = self.online();
+        let due: Vec<String> = presence::due(&self.leaving, &online, now_ms)
+            .map(|u| format!("left {u}"))
+            .collect();
+        self.announced.extend(due);
+        self.leaving.retain(|(_, at)| *at > now_ms);
+    }
+}
+
+#[test]
+fn a_quick_reconnect_is_neither_a_leave_nor_a_second_join() {
+    let mut room = Presence::default();
+    room.join("alice", "s1");
+    room.close("s1", T0);
+    room.alarm(T0 + 1_000);
+    room.join("alice", "s2"); // back within the grace period
+    room.close("s2", T0 + 2_000);
+    room.join("alice", "s3"); // and again
+    room.alarm(T0 + 2_000 + GRACE_MS + 1); // past the first deadline: she is online
+    assert_eq!(room.announced, ["joined alice"]);
+    assert!(room.leaving.is_empty());
+}
+
+#[test]
+fn a_leave_past_the_grace_is_announced_once() {
+    let mut room = Presence::default();
+    room.join("alice", "s1");
+    room.join("bob", "s2");
+    room.close("s1", T0);
+    assert_eq!(room.leaving, [("alice".to_string(), T0 + GRACE_MS)]);
+
+    room.alarm(T0 + GRACE_MS - 1);
+    assert_eq!(room.announced, ["joined alice", "joined bob"], "not yet");
+    room.alarm(T0 + GRACE_MS); // the deadline itself is due
+    room.alarm(T0 + GRACE_MS + 1); // a second alarm announces nothing more
+    assert_eq!(room.announced, ["joined alice", "joined bob", "left alice"]);
+
+    // Coming back after `left` is a new join.
+    room.join("alice", "s3");
+    assert_eq!(room.announced.last().unwrap(), "joined alice");
+}
+
+#[test]
+fn due_names_only_users_past_their_deadline_and_not_online() {
+    let leaving = vec![
+        ("ann".to_string(), T0),
+        ("bob".to_string(), T0 + 10),
+        ("cat".to_string(), T0 - 5),
+    ];
+    let online = vec!["cat".to_string()];
+    let due = |now| presence::due(&leaving, &online, now).collect::<Vec<_>>();
+    assert_eq!(due(T0 - 1), Vec::<&str>::new());
+    assert_eq!(due(T0), ["ann"]);
+    // cat's deadline passed, but cat is back: no `left`.
+    assert_eq!(due(T0 + 10), ["ann", "bob"]);
+}
+
+#[test]
+fn closing_one_of_two_sockets_starts_no_departure() {
+    let mut room = Presence::default();
+    room.join("alice", "phone");
+    room.join("alice", "laptop");
+    assert_eq!(
+        room.announced,
+        ["joined alice"],
+        "a second socket is no join"
+    );
+    room.close("phone", T0);
+    assert!(room.leaving.is_empty());
+    room.alarm(T0 + GRACE_MS * 10);
+    assert_eq!(room.announced, ["joined alice"]);
+    // The pure rule behind it.
+    assert_eq!(presence::leave_deadline(true, T0, GRACE_MS), None);
+    assert_eq!(
+        presence::leave_deadline(false, T0, GRACE_MS),
+        Some(T0 + GRACE_MS)
+    );
+}
+
+// ---- room history -------------------------------------------------------------------
+
+#[test]
+fn room_limits_are_the_inbox_limits_with_the_history_size() {
+    let limits = Limits::default();
+    let room = limits.for_room();
+    assert_eq!(room.inbox_max_items, 500);
+    assert_eq!(room.inbox_max_items, limits.room_history_items);
+    assert_eq!(
+        Limits {
+            inbox_max_items: limits.inbox_max_items,
+            ..room
+        },
+        limits,
+        "nothing else changes"
+    );
+}
+
+#[test]
+fn each_room_numbers_its_history_from_one() {
+    let limits = Limits::default().for_room();
+    let (mut project, mut team) = (MemoryInbox::default(), MemoryInbox::default());
+    assert_eq!(publish_n(&mut project, &limits, 3), [1, 2, 3]);
+    assert_eq!(publish_n(&mut team, &limits, 2), [1, 2]);
+    let (receipts, _) = publish_to_room(&mut project, &limits, vec![chat("a"), chat("b")], T0);
+    assert_eq!(seqs(&receipts), [4, 5]);
+}
+
+#[test]
+fn a_resume_replays_in_batches_then_says_synced() {
+    let limits = Limits::default().for_room();
+    let mut history = MemoryInbox::default();
+    publish_n(&mut history, &limits, 250);
+
+    let frames = replay(&mut history, &limits, 0);
+    let batches = batch_seqs(&frames);
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    assert_eq!(
+        batches.concat(),
+        (1..=250).collect::<Vec<Seq>>(),
+        "in order, no gap"
+    );
+    assert_eq!(frames.last(), Some(&ServerFrame::Synced { seq: 250 }));
+
+    let frames = replay(&mut history, &limits, 240);
+    assert_eq!(batch_seqs(&frames), [(241..=250).collect::<Vec<Seq>>()]);
+    assert_eq!(frames.last(), Some(&ServerFrame::Synced { seq: 250 }));
+
+    // Up to date: nothing to replay, only `synced`.
+    assert_eq!(
+        replay(&mut history, &limits, 250),
+        [ServerFrame::Synced { seq: 250 }]
+    );
+}
+
+#[test]
+fn a_resume_older_than_the_kept_history_is_a_reset() {
+    let limits = Limits {
+        room_history_items: 5,
+        ..Limits::default()
+    }
+    .for_room();
+    let mut history = MemoryInbox::default();
+    publish_n(&mut history, &limits, 8);
+    // Seqs 1–3 were cut to keep 5 items.
+    assert_eq!(history.item_count().unwrap(), 5);
+    assert_eq!(history.oldest_seq().unwrap(), Some(4));
+
+    assert_eq!(
+        replay(&mut history, &limits, 1),
+        [
+            ServerFrame::Reset {
+                oldest_seq: Some(4),
+                latest_seq: 8
+            },
+            ServerFrame::Synced { seq: 8 },
+        ]
+    );
+    // A client that saw seq 3 has missed nothing that is gone: an honest replay.
+    let frames = replay(&mut history, &limits, 3);
+    assert_eq!(batch_seqs(&frames), [vec![4, 5, 6, 7, 8]]);
+    // A cursor from the future (another room's, say) is a reset too, never a silent gap.
+    assert_eq!(
+        replay(&mut history, &limits, 9)[0],
+        ServerFrame::Reset {
+            oldest_seq: Some(4),
+            latest_seq: 8
+        }
+    );
+}
+
+#[test]
+fn an_idempotency_key_dedupes_a_room_publish() {
+    let limits = Limits::default().for_room();
+    let mut history = MemoryInbox::default();
+    let keyed = |id: &str| Draft {
+        idempotency_key: Some("announce-release".into()),
+        ..chat(id)
+    };
+    let (first, effects) = publish_to_room(&mut history, &limits, vec![keyed("m1")], T0);
+    assert_eq!(pushed(&effects).len(), 1);
+    let (retry, effects) = publish_to_room(&mut history, &limits, vec![keyed("m2")], T0 + 1_000);
+    assert_eq!(
+        retry,
+        [Receipt {
+            duplicate: true,
+            ..first[0].clone()
+        }]
+    );
+    assert!(pushed(&effects).is_empty(), "a retry is not relayed again");
+    assert_eq!(history.latest_seq().unwrap(), 1);
+    assert_eq!(history.item_count().unwrap(), 1);
+}
+
+#[test]
+fn a_room_draft_becomes_a_notification_of_that_room() {
+    let limits = Limits::default().for_room();
+    let mut history = MemoryInbox::default();
+    let (receipts, effects) = publish_to_room(&mut history, &limits, vec![chat("m1")], T0);
+    let live = pushed(&effects);
+    assert_eq!(live.len(), 1);
+    let n = live[0];
+    assert_eq!(n.seq, receipts[0].seq);
+    assert_eq!(n.room.as_deref(), Some("project:42"));
+    assert_eq!(n.actor.as_deref(), Some("alice"));
+    assert_eq!(n.created_at, T0);
+    // The stored copy, which replays send, carries the room as well.
+    let stored = batch_seqs(&replay(&mut history, &limits, 0));
+    assert_eq!(stored, [vec![1]]);
+    match &replay(&mut history, &limits, 0)[0] {
+        ServerFrame::Batch { items, .. } => {
+            assert_eq!(items[0].room.as_deref(), Some("project:42"))
+        }
+        other => panic!("expected a batch, got {other:?}"),
+    }
+}
+
+// ---- rate limiter -------------------------------------------------------------------
+
+fn close_code(effect: Option<Effect>) -> Option<u16> {
+    effect.map(|e| match e {
+        Effect::Close { code, .. } => code.code(),
+        other => panic!("admit only ever closes, got {other:?}"),
+    })
+}
+
+#[test]
+fn a_room_socket_may_burst_forty_frames_then_is_closed() {
+    let limits = Limits::default();
+    let mut budget = FrameBudget::full(&limits, T0);
+    for i in 0..limits.frame_burst {
+        assert_eq!(
+            hub::admit(&mut budget, &limits, 10, T0),
+            None,
+            "frame {i} of the burst"
+        );
+    }
+    let close = hub::admit(&mut budget, &limits, 10, T0);
+    assert!(matches!(
+        close,
+        Some(Effect::Close {
+            code: CloseCode::RateLimited,
+            ..
+        })
+    ));
+    assert_eq!(close_code(close), Some(4008));
+}
+
+#[test]
+fn a_frame_over_the_size_limit_closes_with_too_big() {
+    let limits = Limits::default();
+    let mut budget = FrameBudget::full(&limits, T0);
+    assert_eq!(
+        hub::admit(&mut budget, &limits, limits.max_frame_bytes, T0),
+        None
+    );
+    let close = hub::admit(&mut budget, &limits, limits.max_frame_bytes + 1, T0);
+    assert!(matches!(
+        close,
+        Some(Effect::Close {
+            code: CloseCode::TooBig,
+            ..
+        })
+    ));
+    assert_eq!(close_code(close), Some(1009));
+}
+
+#[test]
+fn the_budget_refills_at_twenty_frames_a_second() {
+    let limits = Limits::default();
+    let mut budget = FrameBudget::full(&limits, T0);
+    let spend = |budget: &mut FrameBudget, n: u64, now: u64| {
+        (0..n)
+            .filter(|_| hub::admit(budget, &limits, 10, now).is_none())
+            .count() as u64
+    };
+    assert_eq!(spend(&mut budget, 40, T0), 40);
+    assert_eq!(spend(&mut budget, 1, T0), 0, "the 41st at the same instant");
+    let later = T0 + 1_000;
+    assert_eq!(spend(&mut budget, 20, later), 20, "one second refills 20");
+    assert_eq!(spend(&mut budget, 1, later), 0, "and no more");
+}
+
+// ---- shard placement ----------------------------------------------------------------
+
+#[test]
+fn sockets_stay_on_the_root_until_it_is_full() {
+    for root_sockets in 0..3 {
+        assert_eq!(place(root_sockets, 0, 3), Placement::Root);
+    }
+    assert_eq!(place(3, 0, 3), Placement::Shard(1));
+    // The root is full whatever the shards received before.
+    assert_eq!(place(4, 10, 3), Placement::Shard(4));
+}
+
+#[test]
+fn shards_are_filled_in_order_size_sockets_each() {
+    let dealt: Vec<Placement> = (0..10).map(|sent| place(3, sent, 3)).collect();
+    let expected: Vec<Placement> = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
+        .into_iter()
+        .map(Placement::Shard)
+        .collect();
+    assert_eq!(dealt, expected);
+}
+
+#[test]
+fn a_shard_size_of_one_gives_every_overflow_socket_its_own_shard() {
+    assert_eq!(place(0, 0, 1), Placement::Root);
+    let dealt: Vec<Placement> = (0..4).map(|sent| place(1, sent, 1)).collect();
+    assert_eq!(
+        dealt,
+        [1, 2, 3, 4].map(Placement::Shard),
+        "shard n holds the n-th overflow socket"
+    );
+}
+
+#[test]
+fn a_huge_count_still_names_a_shard() {
+    assert_eq!(place(3, u64::MAX, 3), Placement::Shard(1 + u64::MAX / 3));
+    assert_eq!(place(1, u64::MAX - 1, 1), Placement::Shard(u64::MAX));
+    assert_eq!(place(usize::MAX, 0, 3), Placement::Shard(1));
+}
+
+#[test]
+fn placement_never_names_shard_zero() {
+    // Shards are 1-based: shard 0 would be named `<room>#0`, an object nobody fans out to.
+    let counts = (0..50).chain([u64::MAX / 2, u64::MAX - 1]);
+    for size in 1..=5 {
+        for sent in counts.clone() {
+            for root in [0, size as usize, usize::MAX] {
+                assert_ne!(
+                    place(root, sent, size),
+                    Placement::Shard(0),
+                    "place({root}, {sent}, {size})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn placement_at_the_last_count_does_not_wrap_to_shard_zero() {
+    // src/room.rs `place`: `1 + sent_to_shards / shard_size.max(1)` overflows when the
+    // quotient is u64::MAX. Unreachable in practice, but the rule is "never Shard(0)".
+    assert_ne!(place(1, u64::MAX, 1), Placement::Shard(0));
+}
+
+// ---- publish requests to a room -----------------------------------------------------
+
+#[test]
+fn a_room_publish_names_the_room_and_no_users() {
+    let request =
+        parse_publish(json!({"to": {"room": "project:42"}, "event": "e", "inbox": true})).unwrap();
+    assert!(!request.batch);
+    let message = &request.messages[0];
+    assert_eq!(message.room.as_deref(), Some("project:42"));
+    assert!(message.inbox);
+    assert!(message.recipients.is_empty());
+    assert_eq!(message.draft.room.as_deref(), Some("project:42"));
+    assert_eq!(message.draft.id, "ntf_1");
+    // A room message reaches no user hub directly: it goes through the room.
+    assert!(request.by_recipient().is_empty());
+
+    // Without `inbox`, it stays in the room's history only.
+    let request = parse_publish(json!({"to": {"room": "project:42"}, "event": "e"})).unwrap();
+    assert!(!request.messages[0].inbox);
+}
+
+#[test]
+fn inbox_is_only_for_room_messages() {
+    let err = parse_publish(json!({"to": {"users": ["alice"]}, "event": "e", "inbox": true}))
+        .unwrap_err();
+    assert_eq!(field_of(err), "inbox");
+    let err = parse_publish(json!({"messages": [
+        {"to": {"room": "project:42"}, "event": "e", "inbox": true},
+        {"to": {"users": ["alice"]}, "event": "e", "inbox": true},
+    ]}))
+    .unwrap_err();
+    assert_eq!(field_of(err), "messages[1].inbox");
+    // `inbox: false` with users is merely the default.
+    assert!(
+        parse_publish(json!({"to": {"users": ["alice"]}, "event": "e", "inbox": false})).is_ok()
+    );
+    let err = parse_publish(json!({"to": {"room": "project:42"}, "event": "e", "inbox": "yes"}))
+        .unwrap_err();
+    assert_eq!(field_of(err), "inbox");
+}
+
+#[test]
+fn a_room_target_must_be_a_valid_room_alone() {
+    for room in [json!("project:42#1"), json!(""), json!("a/b"), json!(42)] {
+        let err = parse_publish(json!({"to": {"room": room}, "event": "e"})).unwrap_err();
+        assert_eq!(field_of(err), "to.room", "{room}");
+    }
+    let err =
+        parse_publish(json!({"to": {"room": "project:42", "users": ["alice"]}, "event": "e"}))
+            .unwrap_err();
+    assert_eq!(field_of(err), "to");
+}
+
+#[test]
+fn a_parsed_room_message_is_stored_with_its_room() {
+    // The whole path of a producer's room message into the room's history.
+    let request =
+        parse_publish(json!({"to": {"room": "project:42"}, "event": "release.shipped"})).unwrap();
+    let limits = Limits::default().for_room();
+    let mut history = MemoryInbox::default();
+    let draft = request.messages[0].draft.clone();
+    let (receipts, effects) = publish_to_room(&mut history, &limits, vec![draft], T0);
+    assert_eq!(seqs(&receipts), [1]);
+    assert_eq!(pushed(&effects)[0].room.as_deref(), Some("project:42"));
+    assert_eq!(
+        pushed(&effects)[0].actor,
+        None,
+        "a producer names no actor here"
+    );
+}
