@@ -3,22 +3,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { connect, ofType } from "./harness.mjs";
+import { connect, freePort, ofType } from "./harness.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 test("scripts/dev.sh serves Herald and prints a working token and publish key", async (t) => {
   const port = await freePort();

@@ -3,6 +3,7 @@
 // real WebSocket clients (`ws`) and HTTP helpers.
 import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
@@ -58,7 +59,7 @@ function wranglerConfig() {
  * Starts Herald in workerd. With `persistDir`, Durable Object storage lives there and
  * survives `stop()`; without one, a fresh temporary directory is used and removed.
  */
-export async function startHerald({ persistDir, bindings = {} } = {}) {
+export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) {
   const ownDir = !persistDir;
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "herald-test-"));
   const { compatibilityDate, vars } = wranglerConfig();
@@ -85,7 +86,7 @@ export async function startHerald({ persistDir, bindings = {} } = {}) {
     },
     durableObjectsPersist: dir,
     host: "127.0.0.1",
-    port: 0,
+    port,
     handleStructuredLogs: ({ message }) => {
       let line;
       try {
@@ -151,6 +152,16 @@ export async function startHerald({ persistDir, bindings = {} } = {}) {
       if (ownDir) rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A free TCP port on 127.0.0.1, for tests that must restart the runtime on the same one. */
+export function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 /**

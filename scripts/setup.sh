@@ -37,6 +37,15 @@ if [ "$("$tools/wasm-bindgen" --version 2>/dev/null | awk '{print $2}')" != "$bi
   cargo install wasm-bindgen-cli --version "$bindgen" --force
 fi
 
+# The browser end-to-end tests drive Debian's Chromium (a browser download from a test
+# tool's own host is not reachable here).
+if ! command -v chromium >/dev/null; then
+  step "apt-get install chromium"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q chromium
+fi
+
 # npm ci again only when package-lock.json changed since the last install.
 if ! cmp -s package-lock.json node_modules/.herald-lock 2>/dev/null; then
   step "npm ci"

@@ -6,6 +6,9 @@ cd "$root"
 bash scripts/setup.sh
 
 step() { printf '\n==> %s\n' "$*"; }
+step "client SDK: type check, bundle, unit tests"
+bash client/build.sh
+node --test "client/test/*.test.mjs"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (native)"

@@ -218,7 +218,8 @@ pub const DEV_TOKEN_TTL_S: u64 = 24 * 3600;
 
 /// Mints an HS256 token for `sub`, for local development only (`GET /dev/token` answers
 /// only when `DEV_MODE=true`). It carries the configured issuer and audience so that it
-/// passes exactly the checks a real token passes.
+/// passes exactly the checks a real token passes, and what the demo page needs: the
+/// `publish` and `rooms:write` scopes and the `demo:*` rooms.
 pub fn dev_token(
     secret: &str,
     sub: &str,
@@ -229,7 +230,13 @@ pub fn dev_token(
     if !valid_user_id(sub) {
         return Err(AuthError::BadSubject);
     }
-    let mut claims = json!({ "sub": sub, "iat": now_s, "exp": now_s + DEV_TOKEN_TTL_S });
+    let mut claims = json!({
+        "sub": sub,
+        "iat": now_s,
+        "exp": now_s + DEV_TOKEN_TTL_S,
+        "scope": "publish rooms:write",
+        "rooms": ["demo:*"],
+    });
     if let Some(iss) = issuer.filter(|s| !s.is_empty()) {
         claims["iss"] = iss.into();
     }

@@ -34,6 +34,10 @@ pub enum Route {
     PutPreferences,
     /// `GET /dev/token`: a token for a dev user; exists only with `DEV_MODE=true`.
     DevToken,
+    /// `GET /demo`: the notification-center demo page; only with `DEV_MODE=true`.
+    Demo,
+    /// `GET /demo/herald.js`: the client SDK bundle the demo page loads; dev mode only.
+    DemoScript,
     /// `OPTIONS` on any route: a CORS preflight.
     Preflight,
 }
@@ -67,6 +71,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/v1/preferences", "GET", Route::GetPreferences),
     ("/v1/preferences", "PUT", Route::PutPreferences),
     ("/dev/token", "GET", Route::DevToken),
+    ("/demo", "GET", Route::Demo),
+    ("/demo/herald.js", "GET", Route::DemoScript),
 ];
 
 /// A resolved request: the route and, for routes with a `{…}` segment, its value.

@@ -44,6 +44,11 @@ pub(crate) mod internal {
     pub const HUB_ORIGIN: &str = "https://user-hub";
 }
 
+/// The demo page and the SDK bundle it loads, compiled in so that dev mode needs no
+/// separate static hosting (`scripts/build.sh` builds the SDK first).
+const DEMO_PAGE: &str = include_str!("../../demo/index.html");
+const DEMO_SDK: &str = include_str!("../../client/dist/herald.js");
+
 /// Longest notification id accepted in a path.
 const MAX_ID_LEN: usize = 128;
 
@@ -153,8 +158,12 @@ async fn serve(
             to_hub(env, &user, Method::Put, "/preferences", &[], Some(body)).await
         }
         Route::DevToken if config.dev_mode => dev_token(&req, env),
-        // Outside dev mode the route does not exist at all.
-        Route::DevToken => Err(route::RouteError::NotFound.into()),
+        Route::Demo if config.dev_mode => asset(DEMO_PAGE, "text/html; charset=utf-8"),
+        Route::DemoScript if config.dev_mode => asset(DEMO_SDK, "text/javascript; charset=utf-8"),
+        // Outside dev mode these routes do not exist at all.
+        Route::DevToken | Route::Demo | Route::DemoScript => {
+            Err(route::RouteError::NotFound.into())
+        }
     }
 }
 
@@ -611,6 +620,19 @@ fn verifier(env: &Env) -> std::result::Result<TokenVerifier, ApiError> {
         var(env, "JWT_AUDIENCE"),
     )
     .map_err(|e| ApiError::internal(format!("configuration: {e}")))
+}
+
+fn asset(body: &str, content_type: &str) -> std::result::Result<Response, ApiError> {
+    let headers = Headers::new();
+    headers
+        .set("Content-Type", content_type)
+        .map_err(internal_error)?;
+    headers
+        .set("Cache-Control", "no-store")
+        .map_err(internal_error)?;
+    Ok(Response::ok(body)
+        .map_err(internal_error)?
+        .with_headers(headers))
 }
 
 fn preflight() -> std::result::Result<Response, ApiError> {
