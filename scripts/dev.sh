@@ -38,6 +38,7 @@ cat <<INFO
 
 Herald is running at $base (state in $state)
 
+  demo notification center:    $base/demo?user=alice
   dev token for alice (24 h):  $token
   publish key:                 $publish_key
   more tokens:                 curl '$base/dev/token?user=bob'
