@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{arrival, draft, stored, T0};
+use common::{arrival, stored, World, T0};
 use herald::attention::{Preferences, QuietHours, MAX_FOCUS_MS};
 use herald::config::Limits;
 use herald::error::InputError;
@@ -34,46 +34,16 @@ fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> u64 {
 
 // ---- the world under test -----------------------------------------------------------
 
-/// One user's hub over a memory inbox, with a clock that moves only when a test says so.
-struct World {
-    inbox: MemoryInbox,
-    limits: Limits,
-    now: u64,
-    /// Drafts made so far: the k-th is `n{k}` and, as nothing is deduplicated here, has
-    /// seq k.
-    minted: u64,
-}
+// `World` itself, with its constructors, `hub`, `advance`, `draft`, `publish_one`,
+// `deadline`, `send`, `unread` and `stored_seqs`, is in `common`. Nothing is deduplicated
+// here, so the k-th draft, `n{k}`, always has seq k.
 
 impl World {
-    fn new() -> Self {
-        Self::at(T0)
-    }
-
-    fn at(now: u64) -> Self {
-        Self {
-            inbox: MemoryInbox::default(),
-            limits: Limits::default(),
-            now,
-            minted: 0,
-        }
-    }
-
     /// A world whose user has already saved `preferences` (a `PUT /v1/preferences` body).
     fn preferring(now: u64, preferences: Value) -> Self {
         let mut w = Self::at(now);
         w.prefer(preferences);
         w
-    }
-
-    fn hub(&mut self) -> Hub<'_, MemoryInbox> {
-        Hub {
-            inbox: &mut self.inbox,
-            limits: &self.limits,
-        }
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now += ms;
     }
 
     /// Parses and stores preferences as the preferences route does.
@@ -87,25 +57,12 @@ impl World {
         self.hub().preferences().unwrap()
     }
 
-    /// The next draft, `n{k}` with event `task.updated`.
-    fn draft(&mut self) -> Draft {
-        self.minted += 1;
-        draft(&format!("n{}", self.minted), "task.updated")
-    }
-
-    fn publish_draft(&mut self, draft: Draft) -> Vec<Effect> {
-        let now = self.now;
-        let (receipts, effects) = self.hub().publish(vec![draft], now).unwrap();
-        assert_eq!(receipts.len(), 1);
-        effects
-    }
-
     fn publish(&mut self, priority: Priority) -> Vec<Effect> {
         let draft = Draft {
             priority,
             ..self.draft()
         };
-        self.publish_draft(draft)
+        self.publish_one(draft).1
     }
 
     fn publish_event(&mut self, event: &str, priority: Priority) -> Vec<Effect> {
@@ -114,7 +71,7 @@ impl World {
             priority,
             ..self.draft()
         };
-        self.publish_draft(draft)
+        self.publish_one(draft).1
     }
 
     fn alarm(&mut self) -> Vec<Effect> {
@@ -122,11 +79,7 @@ impl World {
         self.hub().alarm(now).unwrap()
     }
 
-    /// The next deadline with no socket open.
-    fn deadline(&mut self) -> Option<u64> {
-        self.deadline_with(&[])
-    }
-
+    /// The next deadline with `sockets` open (`deadline` is this with none).
     fn deadline_with(&mut self, sockets: &[SocketView]) -> Option<u64> {
         let now = self.now;
         self.hub().next_deadline(sockets, now).unwrap()
@@ -145,11 +98,6 @@ impl World {
         self.admit(arrival("ses_1"))
     }
 
-    fn send(&mut self, session: &mut Session, text: &str) -> Vec<Effect> {
-        let now = self.now;
-        self.hub().client_text(session, text, now)
-    }
-
     /// Sends a `focus` frame with the given fields (`type` is added).
     fn focus(&mut self, session: &mut Session, fields: Value) -> Vec<Effect> {
         let mut frame = fields;
@@ -157,17 +105,9 @@ impl World {
         self.send(session, &frame.to_string())
     }
 
-    fn unread(&self) -> u64 {
-        self.inbox.unread_count(self.now).unwrap()
-    }
-
     fn held_seqs(&self) -> Vec<Seq> {
         let held = self.inbox.held().unwrap();
         held.iter().map(|(n, _)| n.seq).collect()
-    }
-
-    fn stored_seqs(&self) -> Vec<Seq> {
-        stored(&self.inbox).iter().map(|n| n.seq).collect()
     }
 }
 
@@ -757,7 +697,7 @@ fn an_item_that_expires_while_held_is_left_out_of_the_digest() {
         ttl_s: Some(10),
         ..w.draft()
     };
-    w.publish_draft(short_lived);
+    w.publish_one(short_lived);
     w.publish(Priority::Normal);
     w.now = T0 + MINUTE;
     assert_eq!(outs(&w.alarm()), digest(&[1, 3], 2));
@@ -779,7 +719,7 @@ fn held_notifications_keep_their_fields_in_a_digest() {
         actor: Some("bob".into()),
         ..w.draft()
     };
-    w.publish_draft(full);
+    w.publish_one(full);
     let effects = w.send(&mut session, FOCUS_OFF);
     let Some(Effect::Broadcast(ServerFrame::Batch { items, .. })) = effects.get(1) else {
         panic!("{effects:?}")
@@ -1175,7 +1115,7 @@ fn a_ttl_expiry_can_be_the_deadline() {
         ttl_s: Some(90),
         ..w.draft()
     };
-    w.publish_draft(short_lived);
+    w.publish_one(short_lived);
     assert_eq!(w.deadline(), Some(T0 + 90 * SECOND));
 }
 
@@ -1186,7 +1126,7 @@ fn an_idempotency_key_expiry_can_be_the_deadline() {
         idempotency_key: Some("k1".into()),
         ..w.draft()
     };
-    w.publish_draft(keyed);
+    w.publish_one(keyed);
     assert_eq!(w.deadline(), Some(T0 + w.limits.idempotency_window_ms));
 }
 
@@ -1198,7 +1138,7 @@ fn the_window_close_can_be_the_deadline() {
         ttl_s: Some(60),
         ..w.draft()
     };
-    w.publish_draft(keyed);
+    w.publish_one(keyed);
     assert_eq!(w.deadline(), Some(T0 + 5_000));
     assert_eq!(
         w.deadline_with(&[quiet_socket(T0 + HOUR)]),
@@ -1216,7 +1156,7 @@ fn the_attention_end_can_be_the_deadline_while_something_is_held() {
         ttl_s: Some(120),
         ..w.draft()
     };
-    w.publish_draft(keyed);
+    w.publish_one(keyed);
     assert_eq!(w.deadline(), Some(T0 + MINUTE));
     assert_eq!(
         w.deadline_with(&[quiet_socket(T0 + HOUR)]),

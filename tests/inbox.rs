@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{arrival, draft, stored, T0};
+use common::{arrival, stored, World, T0};
 use herald::config::Limits;
 use herald::frame::{BatchReason, Page, PageRequest, ReadRequest, ServerFrame};
 use herald::hub::{
-    page_query, Admission, Arrival, Effect, Hub, HubError, ReadOutcome, Session, MAX_READ_IDS,
+    page_query, Admission, Arrival, Effect, HubError, ReadOutcome, Session, MAX_READ_IDS,
     REPLAY_BATCH,
 };
-use herald::inbox::{Inbox, MemoryInbox, Notification, Receipt, Seq};
+use herald::inbox::{Inbox, Notification, Receipt, Seq};
 use herald::publish::Draft;
 
 const SECOND: u64 = 1_000;
@@ -21,30 +21,10 @@ const DAY: u64 = 24 * HOUR;
 
 // ---- the world under test -----------------------------------------------------------
 
-/// One user's hub over a memory inbox, with a clock that moves only when a test says so.
-struct World {
-    inbox: MemoryInbox,
-    limits: Limits,
-    now: u64,
-    /// Drafts made so far: the k-th is `n{k}`, so while nothing is deduplicated, `nK` has
-    /// seq K and tests can name items either way.
-    minted: u64,
-}
+// `World` itself, with its constructors, `hub`, `advance`, `draft`, `publish_one`,
+// `deadline`, `send`, `unread` and `stored_seqs`, is in `common`.
 
 impl World {
-    fn new() -> Self {
-        Self::with_limits(Limits::default())
-    }
-
-    fn with_limits(limits: Limits) -> Self {
-        Self {
-            inbox: MemoryInbox::default(),
-            limits,
-            now: T0,
-            minted: 0,
-        }
-    }
-
     /// An inbox that keeps only ten items, so count retention is easy to cross.
     fn keeping_ten() -> Self {
         Self::with_limits(Limits {
@@ -53,25 +33,8 @@ impl World {
         })
     }
 
-    fn hub(&mut self) -> Hub<'_, MemoryInbox> {
-        Hub {
-            inbox: &mut self.inbox,
-            limits: &self.limits,
-        }
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now += ms;
-    }
-
     fn max_age(&self) -> u64 {
         self.limits.inbox_max_age_ms
-    }
-
-    /// A plain draft with the next id.
-    fn draft(&mut self) -> Draft {
-        self.minted += 1;
-        draft(&format!("n{}", self.minted), "task.updated")
     }
 
     fn draft_with_ttl(&mut self, ttl_s: u64) -> Draft {
@@ -91,12 +54,6 @@ impl World {
     fn publish(&mut self, drafts: Vec<Draft>) -> (Vec<Receipt>, Vec<Effect>) {
         let now = self.now;
         self.hub().publish(drafts, now).unwrap()
-    }
-
-    fn publish_one(&mut self, draft: Draft) -> (Receipt, Vec<Effect>) {
-        let (mut receipts, effects) = self.publish(vec![draft]);
-        assert_eq!(receipts.len(), 1);
-        (receipts.remove(0), effects)
     }
 
     /// Publishes `n` plain drafts, one request each, as separate producers would.
@@ -166,23 +123,7 @@ impl World {
         let now = self.now;
         let effects = self.hub().alarm(now).unwrap();
         assert_eq!(effects, [], "nothing is held without preferences");
-        self.next_deadline()
-    }
-
-    /// The next deadline with no sockets open: retention alone.
-    fn next_deadline(&mut self) -> Option<u64> {
-        let now = self.now;
-        self.hub().next_deadline(&[], now).unwrap()
-    }
-
-    fn send(&mut self, session: &mut Session, text: &str) -> Vec<Effect> {
-        let now = self.now;
-        self.hub().client_text(session, text, now)
-    }
-
-    /// The unread count according to the store itself.
-    fn unread(&self) -> u64 {
-        self.inbox.unread_count(self.now).unwrap()
+        self.deadline()
     }
 
     fn latest_seq(&self) -> Seq {
@@ -191,11 +132,6 @@ impl World {
 
     fn pruned_through(&self) -> Seq {
         self.inbox.pruned_through().unwrap()
-    }
-
-    /// Seqs of everything in storage, expired or not.
-    fn stored_seqs(&self) -> Vec<Seq> {
-        seqs(&stored(&self.inbox))
     }
 
     /// Seqs of stored items marked read.
@@ -1128,7 +1064,7 @@ fn a_device_ack_never_moves_back_across_sessions() {
 #[test]
 fn an_empty_inbox_needs_no_alarm() {
     let mut w = World::new();
-    assert_eq!(w.next_deadline(), None);
+    assert_eq!(w.deadline(), None);
     assert_eq!(w.alarm(), None);
 }
 
@@ -1138,7 +1074,7 @@ fn the_deadline_is_when_the_oldest_item_ages_out() {
     w.publish_n(1);
     w.advance(HOUR);
     w.publish_n(1);
-    assert_eq!(w.next_deadline(), Some(T0 + w.max_age()));
+    assert_eq!(w.deadline(), Some(T0 + w.max_age()));
 }
 
 #[test]
@@ -1148,7 +1084,7 @@ fn a_ttl_brings_the_deadline_forward_to_its_expiry() {
     w.advance(SECOND);
     let short_lived = w.draft_with_ttl(60);
     w.publish_one(short_lived);
-    assert_eq!(w.next_deadline(), Some(T0 + SECOND + 60 * SECOND));
+    assert_eq!(w.deadline(), Some(T0 + SECOND + 60 * SECOND));
 }
 
 #[test]
@@ -1156,7 +1092,7 @@ fn an_idempotency_key_is_due_before_its_item_ages_out() {
     let mut w = World::new();
     let keyed = w.draft_with_key("k1");
     w.publish_one(keyed);
-    assert_eq!(w.next_deadline(), Some(T0 + DAY));
+    assert_eq!(w.deadline(), Some(T0 + DAY));
 
     // Once the key is forgotten, the item's age is what is left to wait for.
     w.advance(DAY + 1);
@@ -1171,7 +1107,7 @@ fn a_recorded_ack_keeps_an_alarm_until_it_ages_out() {
     w.advance(10);
     w.ack(&mut session, 1).unwrap();
     w.delete("n1").unwrap();
-    assert_eq!(w.next_deadline(), Some(T0 + 10 + w.max_age()));
+    assert_eq!(w.deadline(), Some(T0 + 10 + w.max_age()));
 
     w.now = T0 + 10 + w.max_age() + 1;
     assert_eq!(w.alarm(), None);
@@ -1225,7 +1161,7 @@ fn the_alarm_at_its_own_deadline_prunes_what_it_was_set_for() {
     let keyed = w.draft_with_key("k1");
     w.publish_one(keyed);
 
-    let key_due = w.next_deadline().unwrap();
+    let key_due = w.deadline().unwrap();
     w.now = key_due;
     let item_due = w.alarm();
     assert_eq!(item_due, Some(T0 + w.max_age()), "the key is forgotten");

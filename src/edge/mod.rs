@@ -2,9 +2,10 @@
 //! the right Durable Object.
 //!
 //! This module only translates between HTTP and the core: it reads headers and bodies,
-//! asks [`crate::auth`], [`crate::route`] and [`crate::publish`] what to do, and forwards to
-//! a [`user_hub::UserHub`] over an internal request that carries only what the Worker has
-//! verified. It owns no rule of its own.
+//! asks [`crate::auth`], [`crate::route`], [`crate::publish`] and [`crate::room`] what to
+//! do, and forwards to a [`user_hub::UserHub`] or a [`room_hub::RoomHub`] over an internal
+//! request that carries only what the Worker has verified. It owns no rule of its own. In
+//! dev mode it also serves the demo page and dev tokens.
 
 mod log;
 mod room_hub;

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests of the hub core (`hub.rs`, `inbox.rs`,
 //! `attention.rs`).
 
-use herald::hub::Arrival;
-use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Range};
+// Each test crate that declares `mod common;` uses a different part of this module.
+#![allow(dead_code)]
+
+use herald::config::Limits;
+use herald::hub::{Arrival, Effect, Hub, Session};
+use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Range, Receipt, Seq};
 use herald::publish::Draft;
 
 /// The fake clock's starting point, in milliseconds since the epoch.
@@ -50,5 +54,89 @@ pub fn arrival(session_id: &str) -> Arrival {
         device: None,
         since: None,
         token_exp: None,
+    }
+}
+
+// ---- the world under test -----------------------------------------------------------
+
+/// One user's hub over a memory inbox, with a clock that moves only when a test says so.
+///
+/// This holds what `inbox.rs` and `attention.rs` share; each adds its own methods in a
+/// further `impl World` block.
+pub struct World {
+    pub inbox: MemoryInbox,
+    pub limits: Limits,
+    pub now: u64,
+    /// Drafts made so far: the k-th is `n{k}`, so while nothing is deduplicated, `nK` has
+    /// seq K and tests can name items either way.
+    pub minted: u64,
+}
+
+impl World {
+    /// Default limits, with the clock at `T0`.
+    pub fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    /// Default limits, with the clock at `now`.
+    pub fn at(now: u64) -> Self {
+        Self { now, ..Self::new() }
+    }
+
+    /// The given limits, with the clock at `T0`.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self {
+            inbox: MemoryInbox::default(),
+            limits,
+            now: T0,
+            minted: 0,
+        }
+    }
+
+    pub fn hub(&mut self) -> Hub<'_, MemoryInbox> {
+        Hub {
+            inbox: &mut self.inbox,
+            limits: &self.limits,
+        }
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.now += ms;
+    }
+
+    /// The next draft, `n{k}` with event `task.updated`.
+    pub fn draft(&mut self) -> Draft {
+        self.minted += 1;
+        draft(&format!("n{}", self.minted), "task.updated")
+    }
+
+    /// Publishes `draft` alone, now, and returns its receipt and the effects.
+    pub fn publish_one(&mut self, draft: Draft) -> (Receipt, Vec<Effect>) {
+        let now = self.now;
+        let (mut receipts, effects) = self.hub().publish(vec![draft], now).unwrap();
+        assert_eq!(receipts.len(), 1);
+        (receipts.remove(0), effects)
+    }
+
+    /// The next deadline with no socket open.
+    pub fn deadline(&mut self) -> Option<u64> {
+        let now = self.now;
+        self.hub().next_deadline(&[], now).unwrap()
+    }
+
+    /// A client frame arriving now on `session`.
+    pub fn send(&mut self, session: &mut Session, text: &str) -> Vec<Effect> {
+        let now = self.now;
+        self.hub().client_text(session, text, now)
+    }
+
+    /// The unread count according to the store itself.
+    pub fn unread(&self) -> u64 {
+        self.inbox.unread_count(self.now).unwrap()
+    }
+
+    /// Seqs of everything in storage, expired or not.
+    pub fn stored_seqs(&self) -> Vec<Seq> {
+        stored(&self.inbox).iter().map(|n| n.seq).collect()
     }
 }
