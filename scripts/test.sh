@@ -12,11 +12,11 @@ node --test "client/test/*.test.mjs"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy (native)"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo clippy (wasm32)"
 cargo clippy --target wasm32-unknown-unknown --locked -- -D warnings
 step "cargo test"
-cargo test --locked
+cargo test --workspace --locked
 step "release wasm build"
 bash scripts/build.sh
 step "Miniflare suite (workerd, real sockets)"

@@ -1,0 +1,159 @@
+//! The open-loop publisher of one rate step: this task wakes at each scheduled time and
+//! queues the send; a small pool of keep-alive HTTP clients takes sends off the queue, so
+//! one slow response does not hold back the next slot.
+
+use crate::cli::Target;
+use crate::http;
+use crate::schedule::{self, Clock};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex};
+
+/// Where and how to publish for one target.
+pub struct Publisher {
+    spec: Arc<Spec>,
+    /// Kept across steps so their connections stay warm.
+    clients: Vec<http::Client>,
+    /// `n` of the next publish; runs on across steps so every payload is unique.
+    next_n: u64,
+}
+
+struct Spec {
+    target: Target,
+    path: &'static str,
+    bearer: String,
+    room: String,
+}
+
+/// What one step managed to send.
+#[derive(Debug, Default)]
+pub struct Sent {
+    /// Publishes answered 2xx.
+    pub published: u64,
+    /// Publishes refused or failed; the first reason is kept.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Sends that left more than [`schedule::LATE_AFTER`] after their slot.
+    pub late: u64,
+}
+
+impl Publisher {
+    pub fn new(target: Target, addr: &str, bearer: &str, room: &str, clients: usize) -> Self {
+        let path = if target == Target::Herald {
+            "/v1/publish"
+        } else {
+            "/publish"
+        };
+        let spec = Spec {
+            target,
+            path,
+            bearer: bearer.to_string(),
+            room: room.to_string(),
+        };
+        let clients = (0..clients.max(1))
+            .map(|_| http::Client::new(addr))
+            .collect();
+        Publisher {
+            spec: Arc::new(spec),
+            clients,
+            next_n: 0,
+        }
+    }
+
+    /// Publishes at `rate` per second for `seconds`, on the schedule starting at `clock`.
+    pub async fn run(&mut self, clock: Clock, rate: u32, seconds: u64) -> Sent {
+        let (queue, jobs) = mpsc::unbounded_channel::<(Duration, u64)>();
+        // A shared receiver turns the channel into a work queue: whichever client is free
+        // takes the next send.
+        let jobs = Arc::new(Mutex::new(jobs));
+        let workers: Vec<_> = self
+            .clients
+            .drain(..)
+            .map(|client| tokio::spawn(work(client, jobs.clone(), self.spec.clone(), clock)))
+            .collect();
+
+        for offset in schedule::offsets(rate, seconds) {
+            tokio::time::sleep_until((clock.start + offset).into()).await;
+            // Never waits: if every client is busy the send queues and goes out late,
+            // stamped with this slot, rather than the schedule slipping.
+            queue
+                .send((offset, self.next_n))
+                .expect("workers outlive the queue");
+            self.next_n += 1;
+        }
+        drop(queue);
+
+        let mut sent = Sent::default();
+        for worker in workers {
+            let (client, part) = worker.await.expect("publisher task panicked");
+            self.clients.push(client);
+            sent.published += part.published;
+            sent.errors += part.errors;
+            sent.late += part.late;
+            sent.first_error = sent.first_error.or(part.first_error);
+        }
+        sent
+    }
+}
+
+async fn work(
+    mut client: http::Client,
+    jobs: Arc<Mutex<mpsc::UnboundedReceiver<(Duration, u64)>>>,
+    spec: Arc<Spec>,
+    clock: Clock,
+) -> (http::Client, Sent) {
+    let mut sent = Sent::default();
+    loop {
+        // The lock is held only while waiting for the next job, never during a request.
+        let job = jobs.lock().await.recv().await;
+        let Some((offset, n)) = job else { break };
+        let stamp = clock.stamp(offset, Instant::now());
+        sent.late += u64::from(stamp.late);
+        let body = body(spec.target, &spec.room, stamp.t_us, n);
+        let error = match client.post(spec.path, &spec.bearer, &body).await {
+            Ok(status) if (200..300).contains(&status) => None,
+            Ok(status) => Some(format!("publish answered HTTP {status}")),
+            Err(e) => Some(format!("publish failed: {e}")),
+        };
+        match error {
+            None => sent.published += 1,
+            Some(e) => {
+                sent.errors += 1;
+                sent.first_error.get_or_insert(e);
+            }
+        }
+    }
+    (client, sent)
+}
+
+/// The publish request body; the `{"t":…,"n":…}` payload is what subscribers scan.
+pub fn body(target: Target, room: &str, t_us: u64, n: u64) -> String {
+    let payload = format!(r#"{{"t":{t_us},"n":{n}}}"#);
+    match target {
+        Target::Herald => {
+            let room = serde_json::to_string(room).expect("a string serialises");
+            format!(r#"{{"to":{{"room":{room}}},"event":"bench.tick","data":{payload}}}"#)
+        }
+        Target::Ws | Target::Jsdo | Target::Socketio => payload,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::find_t;
+
+    #[test]
+    fn bodies() {
+        let herald = body(Target::Herald, "bench:room", 1_763_971_200_000_000, 3);
+        assert_eq!(
+            herald,
+            r#"{"to":{"room":"bench:room"},"event":"bench.tick","data":{"t":1763971200000000,"n":3}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&herald).unwrap();
+        assert_eq!(parsed["data"]["t"], 1_763_971_200_000_000u64);
+        let raw = body(Target::Socketio, "ignored", 5, 0);
+        assert_eq!(raw, r#"{"t":5,"n":0}"#);
+        assert_eq!(find_t(&raw), Some(5));
+    }
+}
