@@ -10,5 +10,5 @@ test:  ## Every check: fmt, clippy (native + wasm32), cargo test, wasm build, Mi
 build:  ## Release build of the Worker into build/
 	bash scripts/setup.sh && bash scripts/build.sh
 
-bench:  ## Benchmarks against the built Worker in workerd; prints Markdown tables
-	bash scripts/setup.sh && bash scripts/build.sh && bash -c 'source scripts/env.sh && node bench/replay.mjs && node bench/alarms.mjs && node bench/fanout.mjs'
+bench:  ## Benchmarks: Herald and its peers side by side (report in bench/results/), plus replay, alarm and shard figures
+	bash scripts/bench.sh

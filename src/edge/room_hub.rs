@@ -561,6 +561,16 @@ impl RoomHub {
     /// Sends to this object's own sockets, holding frames for sockets still joining.
     fn send_local(&self, frames: &[Outgoing]) {
         let mut pending = self.pending.borrow_mut();
+        // Reading a socket's attachment costs a trip through JavaScript and a JSON parse;
+        // a plain publish to everyone (the hot path) needs no member at all.
+        if pending.is_empty() && frames.iter().all(|o| o.except.is_none()) {
+            for ws in self.open_sockets() {
+                for out in frames {
+                    let _ = ws.send_with_str(&out.text);
+                }
+            }
+            return;
+        }
         for (ws, member) in self.open_members() {
             for out in frames
                 .iter()
@@ -608,12 +618,17 @@ impl RoomHub {
         Ok(users.into_iter().collect())
     }
 
-    fn open_members(&self) -> Vec<(WebSocket, Member)> {
+    /// This object's sockets that are open (not closing).
+    fn open_sockets(&self) -> impl Iterator<Item = WebSocket> {
         const OPEN: u16 = 1;
         self.state
             .get_websockets()
             .into_iter()
             .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
+    }
+
+    fn open_members(&self) -> Vec<(WebSocket, Member)> {
+        self.open_sockets()
             .filter_map(|ws| {
                 let member = ws.deserialize_attachment::<Member>().ok().flatten()?;
                 Some((ws, member))

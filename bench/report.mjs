@@ -1,0 +1,581 @@
+// Turns the raw results of bench/run.mjs into bench/results/<name>.md (tables of medians
+// across rounds, Herald/peer ratios), keeps the raw JSON next to it (<name>.json), and
+// draws SVG plots by hand: latency percentiles vs publish rate per target
+// (<name>-latency-<target>.svg) and deliveries/s vs subscribers (<name>-throughput.svg).
+//
+// Used by run.mjs (writeRaw after every run, writeReport at the end); can also be run on
+// its own to redraw a report from its JSON:
+//   node bench/report.mjs bench/results/<name>.json
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const TARGET_ORDER = ["herald", "jsdo", "socketio", "ws"];
+export const TARGET_LABEL = {
+  herald: "Herald (Rust/wasm DO)",
+  jsdo: "JS Durable Object",
+  socketio: "Socket.IO 4",
+  ws: "Node ws",
+};
+const TARGET_COLOR = { herald: "#d9480f", jsdo: "#1971c2", socketio: "#2f9e44", ws: "#7048e8" };
+const PCT = [
+  { key: "p50_ms", label: "p50", color: "#2f9e44", dash: "" },
+  { key: "p90_ms", label: "p90", color: "#1971c2", dash: "" },
+  { key: "p99_ms", label: "p99", color: "#d9480f", dash: "" },
+  { key: "max_ms", label: "max", color: "#495057", dash: "5 3" },
+];
+
+// ---------------------------------------------------------------------------------------
+// Numbers
+
+export function median(values) {
+  const v = values.filter((x) => typeof x === "number" && Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return null;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+function fmt(x, digits = null) {
+  if (x === null || x === undefined || !Number.isFinite(x)) return "–";
+  const d = digits ?? (Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : 2);
+  return x.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
+}
+
+function fmtRatio(x) {
+  if (x === null || !Number.isFinite(x)) return "–";
+  return `${x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`;
+}
+
+const ratio = (a, b) => (a !== null && b !== null && b !== 0 ? a / b : null);
+const caseKey = (c) => `${c.scenario}/${c.subscribers}`;
+const caseLabel = (c) => `${c.scenario}, ${c.subscribers.toLocaleString("en-US")} subscribers`;
+const ok = (run) => !run.error && run.steps.length > 0;
+
+/** Steps that count for "deliveries/s at p99 ≤ limit": within the limit and ≥ 99 % delivered. */
+function qualifies(step, limitMs) {
+  return (
+    typeof step.p99_ms === "number" &&
+    step.p99_ms <= limitMs &&
+    step.expected > 0 &&
+    step.delivered >= 0.99 * step.expected
+  );
+}
+
+/**
+ * Everything the report shows, computed from the raw data: per case (scenario +
+ * subscribers) and target, the medians across rounds per rate, and per-run summaries.
+ */
+export function summarize(data) {
+  const limitMs = data.config?.p99_limit_ms ?? 100;
+  const cases = [];
+  const seen = new Map();
+  for (const run of data.runs) {
+    const key = caseKey(run);
+    if (!seen.has(key)) {
+      seen.set(key, { scenario: run.scenario, subscribers: run.subscribers, rates: [] });
+      cases.push(seen.get(key));
+    }
+    const cs = seen.get(key);
+    const rates = [...(run.rates ?? []), ...run.steps.map((s) => s.rate)].filter((x) => typeof x === "number");
+    cs.rates = [...new Set([...cs.rates, ...rates])].sort((a, b) => a - b);
+  }
+  cases.sort((a, b) => a.scenario.localeCompare(b.scenario) || a.subscribers - b.subscribers);
+  const targets = TARGET_ORDER.filter((t) => data.runs.some((r) => r.target === t)).concat(
+    [...new Set(data.runs.map((r) => r.target))].filter((t) => !TARGET_ORDER.includes(t)),
+  );
+
+  const byCase = new Map();
+  for (const c of cases) {
+    const perTarget = new Map();
+    for (const target of targets) {
+      const runs = data.runs.filter((r) => r.target === target && caseKey(r) === caseKey(c));
+      const good = runs.filter(ok);
+      const rates = [...new Set(good.flatMap((r) => r.steps.map((s) => s.rate)))]
+        .filter((x) => typeof x === "number")
+        .sort((a, b) => a - b);
+      const perRate = rates.map((rate) => {
+        const steps = good.map((r) => r.steps.find((s) => s.rate === rate)).filter(Boolean);
+        const m = (k) => median(steps.map((s) => s[k]));
+        return {
+          rate,
+          n: steps.length,
+          published: m("published"),
+          expected: m("expected"),
+          delivered: m("delivered"),
+          delivered_pct: median(steps.map((s) => (s.expected > 0 ? (100 * s.delivered) / s.expected : null))),
+          deliveries_per_s: m("deliveries_per_s"),
+          p50_ms: m("p50_ms"),
+          p90_ms: m("p90_ms"),
+          p99_ms: m("p99_ms"),
+          max_ms: m("max_ms"),
+          late_sends: m("late_sends"),
+          cpu_us_per_delivery: m("cpu_us_per_delivery"),
+        };
+      });
+      const best = good.map((r) => {
+        const within = r.steps.filter((s) => qualifies(s, limitMs)).map((s) => s.deliveries_per_s);
+        return within.length ? Math.max(...within) : 0;
+      });
+      perTarget.set(target, {
+        runs: runs.length,
+        failed: runs.length - good.length,
+        perRate,
+        best_dps: good.length ? median(best) : null,
+        cpu_us_per_delivery: median(good.map((r) => r.metrics?.cpu_us_per_delivery)),
+        cpu_us_per_delivery_all: median(good.map((r) => r.metrics?.cpu_us_per_delivery_all)),
+        mem_kb_per_conn: median(good.map((r) => r.metrics?.mem_kb_per_conn)),
+        mem_kb_per_conn_peak: median(good.map((r) => r.metrics?.mem_kb_per_conn_peak)),
+        rss_before_kb: median(good.map((r) => r.metrics?.rss_before_kb)),
+        connect_p50_ms: median(good.map((r) => r.steps[0]?.connect_p50_ms)),
+        connect_p99_ms: median(good.map((r) => r.steps[0]?.connect_p99_ms)),
+      });
+    }
+    byCase.set(caseKey(c), perTarget);
+  }
+  return { limitMs, cases, targets, byCase };
+}
+
+/** p99 of two targets at the highest rate both measured (medians across rounds). */
+function p99AtCommonRate(a, b) {
+  const rates = a.perRate
+    .filter((x) => x.p99_ms !== null)
+    .map((x) => x.rate)
+    .filter((rate) => b.perRate.some((y) => y.rate === rate && y.p99_ms !== null));
+  if (rates.length === 0) return null;
+  const rate = Math.max(...rates);
+  return {
+    rate,
+    a: a.perRate.find((x) => x.rate === rate).p99_ms,
+    b: b.perRate.find((x) => x.rate === rate).p99_ms,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// SVG, by hand
+
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+
+function logTicks(min, max) {
+  const ticks = [];
+  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e;
+      if (v >= min * 0.999 && v <= max * 1.001) ticks.push({ v, major: m === 1 });
+    }
+  }
+  return ticks;
+}
+
+function niceTicks(max, count = 5) {
+  if (!(max > 0)) return [0, 1];
+  const raw = max / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const ticks = [];
+  for (let v = 0; v <= max + step * 0.5 && ticks.length < 20; v += step) ticks.push(v);
+  if (ticks[ticks.length - 1] < max) ticks.push(ticks[ticks.length - 1] + step);
+  return ticks;
+}
+
+function si(v) {
+  if (v >= 1e6) return `${+(v / 1e6).toFixed(1)}M`;
+  if (v >= 1e3) return `${+(v / 1e3).toFixed(1)}k`;
+  if (v >= 1 || v === 0) return `${+v.toFixed(1)}`;
+  return `${+v.toPrecision(2)}`;
+}
+
+const TEXT = `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"`;
+
+function svgDoc(width, height, body) {
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${TEXT} font-size="12">
+<rect x="0" y="0" width="${width}" height="${height}" fill="#ffffff"/>
+${body}
+</svg>
+`;
+}
+
+const legendWidth = (items) => items.reduce((w, it) => w + 40 + it.label.length * 7, 0);
+
+function legend(items, x, y) {
+  let out = "";
+  let cx = x;
+  for (const it of items) {
+    out += `<line x1="${cx}" y1="${y}" x2="${cx + 22}" y2="${y}" stroke="${it.color}" stroke-width="2.5"${it.dash ? ` stroke-dasharray="${it.dash}"` : ""}/>`;
+    if (it.marker !== false) out += `<circle cx="${cx + 11}" cy="${y}" r="3" fill="${it.color}"/>`;
+    out += `<text x="${cx + 28}" y="${y + 4}" fill="#212529">${esc(it.label)}</text>\n`;
+    cx += 40 + it.label.length * 7;
+  }
+  return out;
+}
+
+/**
+ * One panel: log-scale x (`xs`), log-scale or linear y; `series` = [{color, dash, points:[[x,y]]}].
+ */
+function panel({ x0, y0, w, h, title, xLabel, yLabel, xTicks, xLog = true, yLog, yMin, yMax, series, hline }) {
+  const xs = xTicks.length ? xTicks : [1, 10];
+  let xmin = Math.min(...xs);
+  let xmax = Math.max(...xs);
+  if (xmin === xmax) {
+    xmin = xLog ? xmin / 2 : xmin - 1;
+    xmax = xLog ? xmax * 2 : xmax + 1;
+  }
+  const pad = xLog ? 1.25 : 0;
+  const lx = (v) => Math.log10(v);
+  const X = xLog
+    ? (v) => x0 + ((lx(v) - lx(xmin / pad)) / (lx(xmax * pad) - lx(xmin / pad))) * w
+    : (v) => x0 + ((v - xmin) / (xmax - xmin)) * w;
+  const Y = yLog
+    ? (v) => y0 + h - ((lx(Math.max(v, yMin)) - lx(yMin)) / (lx(yMax) - lx(yMin))) * h
+    : (v) => y0 + h - ((v - yMin) / (yMax - yMin)) * h;
+  let out = `<g>\n<text x="${x0 + w / 2}" y="${y0 - 10}" text-anchor="middle" font-size="13" font-weight="600" fill="#212529">${esc(title)}</text>\n`;
+  out += `<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="#f8f9fa" stroke="#adb5bd"/>\n`;
+  const yTicks = yLog ? logTicks(yMin, yMax) : niceTicks(yMax).map((v) => ({ v, major: true }));
+  const labelAll = !yLog || (h / (lx(yMax) - lx(yMin))) >= 60; // room for 1-2-5 labels per decade
+  for (const t of yTicks) {
+    const y = Y(t.v);
+    out += `<line x1="${x0}" y1="${y}" x2="${x0 + w}" y2="${y}" stroke="${t.major ? "#ced4da" : "#e9ecef"}"/>`;
+    if (t.major || labelAll) out += `<text x="${x0 - 6}" y="${y + 4}" text-anchor="end" fill="#495057">${si(t.v)}</text>`;
+    out += "\n";
+  }
+  for (const v of xTicks) {
+    const x = X(v);
+    out += `<line x1="${x}" y1="${y0}" x2="${x}" y2="${y0 + h}" stroke="#e9ecef"/>`;
+    out += `<text x="${x}" y="${y0 + h + 16}" text-anchor="middle" fill="#495057">${si(v)}</text>\n`;
+  }
+  out += `<text x="${x0 + w / 2}" y="${y0 + h + 36}" text-anchor="middle" fill="#212529">${esc(xLabel)}</text>\n`;
+  out += `<text transform="translate(${x0 - 48} ${y0 + h / 2}) rotate(-90)" text-anchor="middle" fill="#212529">${esc(yLabel)}</text>\n`;
+  if (hline && hline.v >= yMin && hline.v <= yMax) {
+    const y = Y(hline.v);
+    out += `<line x1="${x0}" y1="${y}" x2="${x0 + w}" y2="${y}" stroke="#e03131" stroke-width="1.2" stroke-dasharray="6 4"/>`;
+    out += `<text x="${x0 + 4}" y="${y - 5}" fill="#e03131">${esc(hline.label)}</text>\n`;
+  }
+  for (const s of series) {
+    const pts = s.points.filter(([x, y]) => x !== null && y !== null && Number.isFinite(y));
+    if (pts.length === 0) continue;
+    const d = pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(" ");
+    out += `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2"${s.dash ? ` stroke-dasharray="${s.dash}"` : ""}/>`;
+    for (const [x, y] of pts) out += `<circle cx="${X(x).toFixed(1)}" cy="${Y(y).toFixed(1)}" r="3" fill="${s.color}"/>`;
+    out += "\n";
+  }
+  if (series.every((s) => s.points.every(([, y]) => y === null))) {
+    out += `<text x="${x0 + w / 2}" y="${y0 + h / 2}" text-anchor="middle" fill="#868e96">no data</text>\n`;
+  }
+  return `${out}</g>\n`;
+}
+
+/** Latency percentiles (p50/p90/p99/max) vs publish rate for one target, one panel per case. */
+export function latencySvg(summary, target, title) {
+  // Every case with rates, on the same axes for every target so the plots compare.
+  const cases = summary.cases.filter((c) => c.rates.length > 0);
+  const pw = 300;
+  const ph = 260;
+  const left = 70;
+  const gap = 80;
+  const width = left + Math.max(1, cases.length) * (pw + gap) - gap + 30;
+  const height = 60 + 30 + ph + 60;
+  const all = [...summary.byCase.values()]
+    .flatMap((perTarget) => [...perTarget.values()])
+    .flatMap((t) => t.perRate.flatMap((r) => PCT.map((p) => r[p.key])))
+    .filter((v) => typeof v === "number" && v > 0);
+  const yMin = Math.min(0.1, ...all.map((v) => 10 ** Math.floor(Math.log10(v))));
+  const yMax = Math.max(1000, ...all.map((v) => 10 ** Math.ceil(Math.log10(v))));
+  let body = `<text x="${width / 2}" y="24" text-anchor="middle" font-size="15" font-weight="700" fill="#212529">${esc(title)}</text>\n`;
+  body += legend(PCT.map((p) => ({ label: p.label, color: p.color, dash: p.dash })), left, 48);
+  body += `<text x="${left}" y="${height - 8}" font-size="11" fill="#868e96">Rates with no point: not reached (the load generator stops stepping once p99 exceeds ${summary.limitMs} ms).</text>\n`;
+  cases.forEach((c, i) => {
+    const t = summary.byCase.get(caseKey(c)).get(target) ?? { perRate: [] };
+    body += panel({
+      x0: left + i * (pw + gap),
+      y0: 90,
+      w: pw,
+      h: ph,
+      title: caseLabel(c),
+      xLabel: "publishes per second (log)",
+      yLabel: "latency, ms (log)",
+      xTicks: c.rates,
+      yLog: true,
+      yMin,
+      yMax,
+      hline: { v: summary.limitMs, label: `${summary.limitMs} ms` },
+      series: PCT.map((p) => ({
+        color: p.color,
+        dash: p.dash,
+        points: t.perRate.map((r) => [r.rate, r[p.key] > 0 ? r[p.key] : null]),
+      })),
+    });
+  });
+  if (cases.length === 0) body += `<text x="${width / 2}" y="${90 + ph / 2}" text-anchor="middle" fill="#868e96">no data</text>`;
+  return svgDoc(width, height, body);
+}
+
+/** Best deliveries/s within the p99 limit vs subscribers, one line per target, per scenario. */
+export function throughputSvg(summary, title) {
+  const scenarios = [...new Set(summary.cases.map((c) => c.scenario))].filter((s) => s !== "connect");
+  const pw = 460;
+  const ph = 280;
+  const left = 80;
+  const gap = 100;
+  const items = summary.targets.map((t) => ({ label: TARGET_LABEL[t] ?? t, color: TARGET_COLOR[t] ?? "#343a40" }));
+  const width = Math.max(left + Math.max(1, scenarios.length) * (pw + gap) - gap + 30, left + legendWidth(items) + 20);
+  const height = 60 + 30 + ph + 60;
+  let body = `<text x="${width / 2}" y="24" text-anchor="middle" font-size="15" font-weight="700" fill="#212529">${esc(title)}</text>\n`;
+  body += legend(items, left, 48);
+  scenarios.forEach((scenario, i) => {
+    const cases = summary.cases.filter((c) => c.scenario === scenario);
+    const subs = cases.map((c) => c.subscribers);
+    const values = cases.flatMap((c) => summary.targets.map((t) => summary.byCase.get(caseKey(c)).get(t)?.best_dps ?? null));
+    const yMax = niceTicks(Math.max(1, ...values.filter((v) => v !== null))).at(-1);
+    body += panel({
+      x0: left + i * (pw + gap),
+      y0: 90,
+      w: pw,
+      h: ph,
+      title: `${scenario}: deliveries/s with p99 ≤ ${summary.limitMs} ms (median of rounds)`,
+      xLabel: "subscribers (log)",
+      yLabel: "deliveries per second",
+      xTicks: subs,
+      yLog: false,
+      yMin: 0,
+      yMax,
+      series: summary.targets.map((t) => ({
+        color: TARGET_COLOR[t] ?? "#343a40",
+        points: cases.map((c) => [c.subscribers, summary.byCase.get(caseKey(c)).get(t)?.best_dps ?? null]),
+      })),
+    });
+  });
+  return svgDoc(width, height, body);
+}
+
+// ---------------------------------------------------------------------------------------
+// Markdown
+
+function table(header, rows) {
+  return [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+export function markdown(data, summary, files) {
+  const { limitMs, cases, targets, byCase } = summary;
+  const peers = targets.filter((t) => t !== "herald");
+  const c = data.config ?? {};
+  const lines = [];
+  lines.push(`# Herald vs peers: ${data.name}`);
+  lines.push("");
+  lines.push(
+    `Profile \`${data.profile}\`, ${c.rounds} round${c.rounds === 1 ? "" : "s"}, targets alternated within each round, ` +
+      `${c.seconds} s per rate step, p99 limit ${limitMs} ms. Started ${data.started_at}` +
+      (data.finished_at ? `, finished ${data.finished_at}` : " (not finished)") + ".",
+  );
+  lines.push("");
+  const h = data.host ?? {};
+  lines.push(
+    `Host: ${h.cpu_model ?? "?"} × ${h.cpus ?? "?"} CPUs, Linux ${h.kernel ?? "?"}, Node ${data.node ?? "?"}; ` +
+      `${Object.entries(data.versions ?? {}).map(([k, v]) => `${k} ${v}`).join(", ")}. ` +
+      `Each target runs in its own process pinned to CPU ${c.target_cpu ?? 0} ` +
+      `(workerd, the child of the Miniflare process, pinned too), the load generator ` +
+      `(\`${c.loadgen ?? "loadgen"}\`) pinned to CPU ${c.loadgen_cpu ?? 1}; everything on 127.0.0.1.`,
+  );
+  lines.push("");
+  lines.push("How to read it:");
+  lines.push("");
+  lines.push(
+    `- Every number is the median across rounds; \`n\` is how many rounds measured that step ` +
+      `(the load generator stops stepping up once p99 exceeds ${limitMs} ms).`,
+  );
+  lines.push(
+    `- *Best deliveries/s*: the highest deliveries/s of a step with p99 ≤ ${limitMs} ms and ≥ 99 % of ` +
+      `the expected deliveries, per round (0 if none), then the median.`,
+  );
+  lines.push(
+    "- *CPU µs/delivery*: user+system CPU time of the target's process (workerd for Herald and " +
+      "the JS Durable Object, the Node process for Socket.IO and ws) from the end of the first " +
+      "step to the end of the last, divided by the deliveries of the steps in between (the " +
+      "first step's share, which includes connecting, is left out; with one step, the whole run).",
+  );
+  lines.push(
+    "- *KB/conn*: RSS of that process when the first step ended minus its RSS before the load " +
+      "generator started (after one warm-up publish), divided by the subscribers. *peak* uses the " +
+      "highest RSS seen during the run instead.",
+  );
+  lines.push("");
+
+  // Summary per case and target.
+  lines.push("## Summary");
+  lines.push("");
+  const summaryRows = [];
+  for (const cs of cases) {
+    for (const t of targets) {
+      const s = byCase.get(caseKey(cs)).get(t);
+      if (!s) continue;
+      summaryRows.push([
+        `${caseLabel(cs)}: ${TARGET_LABEL[t] ?? t}`,
+        fmt(s.best_dps, 0),
+        fmt(s.cpu_us_per_delivery),
+        fmt(s.mem_kb_per_conn),
+        fmt(s.mem_kb_per_conn_peak),
+        fmt(s.rss_before_kb / 1024, 1),
+        fmt(s.connect_p50_ms),
+        fmt(s.connect_p99_ms),
+        `${s.runs - s.failed}/${s.runs}`,
+      ]);
+    }
+  }
+  lines.push(
+    table(
+      ["case: target", `best deliveries/s (p99 ≤ ${limitMs} ms)`, "CPU µs/delivery", "KB/conn", "KB/conn (peak)", "idle RSS MB", "connect p50 ms", "connect p99 ms", "runs ok"],
+      summaryRows,
+    ),
+  );
+  lines.push("");
+
+  // Ratios.
+  if (targets.includes("herald") && peers.length) {
+    lines.push("## Herald / peer ratios");
+    lines.push("");
+    lines.push(
+      "Herald's value divided by the peer's. Deliveries/s: above 1× Herald does more. " +
+        "p99, CPU and memory: below 1× Herald needs less.",
+    );
+    lines.push("");
+    const rows = [];
+    for (const cs of cases) {
+      const hs = byCase.get(caseKey(cs)).get("herald");
+      for (const p of peers) {
+        const ps = byCase.get(caseKey(cs)).get(p);
+        if (!hs || !ps) continue;
+        const common = p99AtCommonRate(hs, ps);
+        rows.push([
+          `${caseLabel(cs)}: Herald / ${TARGET_LABEL[p] ?? p}`,
+          `${fmtRatio(ratio(hs.best_dps, ps.best_dps))} (${fmt(hs.best_dps, 0)} / ${fmt(ps.best_dps, 0)})`,
+          common
+            ? `${fmtRatio(ratio(common.a, common.b))} at ${fmt(common.rate, 0)}/s (${fmt(common.a)} / ${fmt(common.b)} ms)`
+            : "–",
+          `${fmtRatio(ratio(hs.cpu_us_per_delivery, ps.cpu_us_per_delivery))} (${fmt(hs.cpu_us_per_delivery)} / ${fmt(ps.cpu_us_per_delivery)})`,
+          `${fmtRatio(ratio(hs.mem_kb_per_conn, ps.mem_kb_per_conn))} (${fmt(hs.mem_kb_per_conn)} / ${fmt(ps.mem_kb_per_conn)} KB)`,
+        ]);
+      }
+    }
+    lines.push(
+      table(
+        ["case", `deliveries/s at p99 ≤ ${limitMs} ms`, "p99 at the highest common rate", "CPU µs per delivery", "memory per connection"],
+        rows,
+      ),
+    );
+    lines.push("");
+  }
+
+  // Plots.
+  lines.push("## Plots");
+  lines.push("");
+  if (files.throughput) lines.push(`![deliveries per second vs subscribers](${files.throughput})`, "");
+  for (const t of targets) {
+    if (files.latency?.[t]) lines.push(`![latency percentiles vs rate: ${TARGET_LABEL[t] ?? t}](${files.latency[t]})`, "");
+  }
+
+  // Per-case detail tables.
+  lines.push("## Steps (medians across rounds)");
+  for (const cs of cases) {
+    lines.push("");
+    lines.push(`### ${caseLabel(cs)}`);
+    lines.push("");
+    const rows = [];
+    for (const t of targets) {
+      const s = byCase.get(caseKey(cs)).get(t);
+      if (!s) continue;
+      if (s.perRate.length === 0) rows.push([TARGET_LABEL[t] ?? t, "–", "0", ...Array(9).fill("–")]);
+      for (const r of s.perRate) {
+        rows.push([
+          TARGET_LABEL[t] ?? t,
+          fmt(r.rate, 0),
+          String(r.n),
+          fmt(r.deliveries_per_s, 0),
+          fmt(r.delivered_pct, 1),
+          fmt(r.p50_ms),
+          fmt(r.p90_ms),
+          fmt(r.p99_ms),
+          fmt(r.max_ms),
+          fmt(r.late_sends, 0),
+          fmt(r.cpu_us_per_delivery),
+          r.p99_ms !== null && r.p99_ms <= limitMs ? "yes" : "no",
+        ]);
+      }
+    }
+    lines.push(
+      table(
+        ["target", "rate/s", "n", "deliveries/s", "delivered %", "p50 ms", "p90 ms", "p99 ms", "max ms", "late sends", "CPU µs/delivery ¹", `p99 ≤ ${limitMs}`],
+        rows,
+      ),
+    );
+  }
+  lines.push("");
+  lines.push(
+    "¹ CPU of the target during that step divided by its deliveries; the first step's also " +
+      "carries connecting the subscribers (and the wait before the first publish).",
+  );
+  lines.push("");
+
+  const failed = data.runs.filter((r) => !ok(r));
+  if (failed.length) {
+    lines.push("## Failed runs");
+    lines.push("");
+    for (const r of failed) {
+      lines.push(`- round ${r.round}, ${caseLabel(r)}, ${r.target}: ${String(r.error ?? "no steps reported").split("\n")[0]}`);
+    }
+    lines.push("");
+  }
+  lines.push(`Raw data: [${files.json}](${files.json}) (every step of every round, with CPU and RSS samples).`);
+  lines.push("");
+  return lines.join("\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Files
+
+function writeAtomic(path, text) {
+  writeFileSync(`${path}.tmp`, text);
+  renameSync(`${path}.tmp`, path);
+}
+
+/** Writes <outDir>/<name>.json (the raw data); run.mjs calls it after every run. */
+export function writeRaw(data, outDir) {
+  mkdirSync(outDir, { recursive: true });
+  const path = join(outDir, `${data.name}.json`);
+  writeAtomic(path, `${JSON.stringify(data, null, 1)}\n`);
+  return path;
+}
+
+/** Writes the raw JSON, the SVG plots and the Markdown report; returns their paths. */
+export function writeReport(data, outDir) {
+  mkdirSync(outDir, { recursive: true });
+  const summary = summarize(data);
+  const jsonPath = writeRaw(data, outDir);
+  const files = { json: basename(jsonPath), latency: {} };
+  const written = [jsonPath];
+  if (summary.cases.some((c) => c.scenario !== "connect")) {
+    files.throughput = `${data.name}-throughput.svg`;
+    writeAtomic(join(outDir, files.throughput), throughputSvg(summary, `Deliveries per second vs subscribers (${data.name})`));
+    written.push(join(outDir, files.throughput));
+  }
+  for (const t of summary.targets) {
+    files.latency[t] = `${data.name}-latency-${t}.svg`;
+    writeAtomic(join(outDir, files.latency[t]), latencySvg(summary, t, `${TARGET_LABEL[t] ?? t}: latency percentiles vs publish rate (median of rounds)`));
+    written.push(join(outDir, files.latency[t]));
+  }
+  const mdPath = join(outDir, `${data.name}.md`);
+  writeAtomic(mdPath, markdown(data, summary, files));
+  written.unshift(mdPath);
+  return written;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const input = process.argv[2];
+  if (!input) {
+    console.error("usage: node bench/report.mjs bench/results/<name>.json");
+    process.exit(2);
+  }
+  const data = JSON.parse(readFileSync(input, "utf8"));
+  for (const path of writeReport(data, dirname(resolve(input)))) console.log(path);
+}
