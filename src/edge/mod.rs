@@ -65,12 +65,12 @@ fn start() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let origin = req.headers().get("Origin")?;
     let path = req.path();
-    let answer = match Config::from_lookup(|name| var(&env, name)) {
+    let answer = match config(&env) {
         Ok(config) => match origin.as_deref() {
             Some(o) if !config.origin_allowed(o) => Err(ApiError::origin_not_allowed()),
             _ => serve(req, &env, &config).await,
         },
-        Err(e) => Err(ApiError::internal(format!("configuration: {e}"))),
+        Err(e) => Err(e),
     };
     let response = answer.or_else(|err| {
         log::event(
@@ -681,11 +681,104 @@ pub(crate) fn error_response(err: &ApiError) -> Result<Response> {
         .with_headers(headers))
 }
 
-fn internal_error(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-fn header(headers: &Headers, name: &str) -> Option<String> {
+/// The deployment's configuration, read the same way by the Worker and both objects.
+pub(crate) fn config(env: &Env) -> std::result::Result<Config, ApiError> {
+    Config::from_lookup(|name| var(env, name))
+        .map_err(|e| ApiError::internal(format!("configuration: {e}")))
+}
+
+/// A header of an internal request (the Worker built it, so a missing one is our bug).
+pub(crate) fn required_header(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
+    header(req.headers(), name)
+        .ok_or_else(|| ApiError::internal(format!("internal request without {name}")))
+}
+
+/// A numeric header of an internal request, if present.
+pub(crate) fn number_header(
+    req: &Request,
+    name: &str,
+) -> std::result::Result<Option<u64>, ApiError> {
+    header(req.headers(), name)
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::internal(format!("bad {name} header")))
+        })
+        .transpose()
+}
+
+/// An object's sockets that are open, not closing: what every broadcast, count and sweep
+/// of either object is about.
+pub(crate) fn open_sockets(state: &worker::State) -> impl Iterator<Item = worker::WebSocket> {
+    const OPEN: u16 = 1;
+    state
+        .get_websockets()
+        .into_iter()
+        .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
+}
+
+/// The open sockets with the per-socket state attached to them.
+pub(crate) fn attached<T: serde::de::DeserializeOwned>(
+    state: &worker::State,
+) -> Vec<(worker::WebSocket, T)> {
+    open_sockets(state)
+        .filter_map(|ws| {
+            let attachment = ws.deserialize_attachment::<T>().ok().flatten()?;
+            Some((ws, attachment))
+        })
+        .collect()
+}
+
+/// The code to finish a closing handshake with. 1005/1006 describe a missing close frame
+/// and may not be sent back (nor may other reserved codes), so those get a plain 1000.
+pub(crate) fn close_reply(code: usize) -> u16 {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
+        _ => crate::frame::CloseCode::Normal.code(),
+    }
+}
+
+/// An object's one alarm, written to storage only when the wanted time changes.
+pub(crate) struct Alarm {
+    /// What this instance last set (`Some(None)`: none). Unknown after a wake-up, so the
+    /// first event sets it once.
+    set_for: std::cell::Cell<Option<Option<u64>>>,
+}
+
+impl Alarm {
+    pub(crate) fn new() -> Self {
+        Self {
+            set_for: std::cell::Cell::new(None),
+        }
+    }
+
+    /// The alarm ran; the runtime has cleared it.
+    pub(crate) fn fired(&self) {
+        self.set_for.set(None);
+    }
+
+    /// Sets (or deletes) the alarm; true when storage was touched.
+    pub(crate) async fn set(&self, state: &worker::State, next: Option<u64>) -> Result<bool> {
+        if self.set_for.get() == Some(next) {
+            return Ok(false);
+        }
+        let storage = state.storage();
+        match next {
+            Some(at) => {
+                let date = worker::js_sys::Date::new(&(at as f64).into());
+                storage.set_alarm(worker::ScheduledTime::new(date)).await?
+            }
+            None => storage.delete_alarm().await?,
+        }
+        self.set_for.set(Some(next));
+        Ok(true)
+    }
+}
+
+pub(crate) fn header(headers: &Headers, name: &str) -> Option<String> {
     headers.get(name).ok().flatten()
 }
 
@@ -701,8 +794,12 @@ fn secret(env: &Env, name: &str) -> Option<String> {
         .or_else(|| var(env, name))
 }
 
+pub(crate) fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
 fn now_s() -> u64 {
-    Date::now().as_millis() / 1000
+    now_ms() / 1000
 }
 
 /// 96 random bits, hex-encoded, after `prefix`: unguessable ids for notifications and

@@ -7,20 +7,23 @@
 //! shard objects named `<room>#<n>`, which hold sockets only: they forward their sockets'
 //! events to the root and relay what the root fans out to them. Sockets hibernate in both.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
-    State, Stub, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+    Stub, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
-use super::{error_response, internal, log, random_id};
+use super::{
+    attached, close_reply, config, error_response, internal, internal_error, log, now_ms,
+    number_header, open_sockets, random_id, required_header, Alarm,
+};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::frame::{CloseCode, PresenceAction, ServerFrame};
@@ -86,6 +89,10 @@ pub struct RoomHub {
     /// what the root fanned out to them meanwhile (sent after, so nothing is lost or
     /// overtaken). Lives only across one awaited call, while the object is awake.
     pending: RefCell<HashMap<String, Vec<Outgoing>>>,
+    /// Root only: the alarm at the earliest pending departure or retention deadline.
+    alarm: Alarm,
+    /// The room's name has been stored since this instance woke.
+    named: Cell<bool>,
 }
 
 impl DurableObject for RoomHub {
@@ -104,13 +111,19 @@ impl DurableObject for RoomHub {
             history,
             room,
             pending: RefCell::new(HashMap::new()),
+            alarm: Alarm::new(),
+            named: Cell::new(false),
         }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        // Every request from the Worker names the room; remember it for the alarm.
-        if let (Some(name), Ok(room)) = (req.headers().get(internal::ROOM)?, &self.room) {
-            room.set_name(&name)?;
+        // Requests from the Worker name the room; store it once per wake-up, for the
+        // alarm and for shard fan-out.
+        if !self.named.get() {
+            if let (Some(name), Ok(room)) = (req.headers().get(internal::ROOM)?, &self.room) {
+                room.set_name(&name)?;
+                self.named.set(true);
+            }
         }
         let answer = match (req.path().as_str(), req.headers().has(internal::SHARD)?) {
             ("/connect", false) => self.accept_member(req).await,
@@ -128,6 +141,7 @@ impl DurableObject for RoomHub {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarm.fired();
         let now = now_ms();
         let room = self.room().map_err(api_to_worker)?;
         let online = self.online_users().map_err(api_to_worker)?;
@@ -201,14 +215,7 @@ impl DurableObject for RoomHub {
         _reason: String,
         _clean: bool,
     ) -> Result<()> {
-        let _ = ws.close(
-            Some(if code == 1005 || code == 1006 {
-                1000
-            } else {
-                code as u16
-            }),
-            Some("closing"),
-        );
+        let _ = ws.close(Some(close_reply(code)), Some("closing"));
         let Some(member) = ws.deserialize_attachment::<Member>().ok().flatten() else {
             return Ok(());
         };
@@ -229,40 +236,46 @@ impl RoomHub {
     async fn accept_member(&self, req: Request) -> std::result::Result<Response, ApiError> {
         let config = self.config()?;
         let room = self.room()?;
-        let name = required(&req, internal::ROOM)?;
+        let name = required_header(&req, internal::ROOM)?;
         let placement = room::place(
             self.open_members().len(),
-            room.counter("sent_to_shards").map_err(js)?,
+            room.counter("sent_to_shards").map_err(internal_error)?,
             config.limits.room_shard_size,
         );
         if let Placement::Shard(n) = placement {
             room.set_counter(
                 "sent_to_shards",
-                room.counter("sent_to_shards").map_err(js)? + 1,
+                room.counter("sent_to_shards").map_err(internal_error)? + 1,
             )
-            .map_err(js)?;
-            let shards = room.counter("shards").map_err(js)?.max(n);
-            room.set_counter("shards", shards).map_err(js)?;
+            .map_err(internal_error)?;
+            let shards = room.counter("shards").map_err(internal_error)?.max(n);
+            room.set_counter("shards", shards).map_err(internal_error)?;
             let headers = req.headers().clone();
-            headers.set(internal::SHARD, &n.to_string()).map_err(js)?;
+            headers
+                .set(internal::SHARD, &n.to_string())
+                .map_err(internal_error)?;
             let mut init = RequestInit::new();
             init.with_headers(headers);
             let forwarded =
                 Request::new_with_init(&format!("{}/connect", internal::HUB_ORIGIN), &init)
-                    .map_err(js)?;
+                    .map_err(internal_error)?;
             return shard_stub(&self.env, &name, n)?
                 .fetch_with_request(forwarded)
                 .await
                 .map_err(|e| ApiError::unavailable(format!("room shard: {e}")));
         }
         let member = new_member(&req, &config)?;
-        let since = since(&req)?;
+        let since = number_header(&req, internal::SINCE)?;
         let (pair, server) = socket_pair()?;
         self.state.accept_web_socket(&server);
-        server.serialize_attachment(&member).map_err(js)?;
+        server
+            .serialize_attachment(&member)
+            .map_err(internal_error)?;
         let welcome = self.join(&member, since, &config).await?;
         for frame in &welcome.frames {
-            server.send_with_str(frame.to_json()).map_err(js)?;
+            server
+                .send_with_str(frame.to_json())
+                .map_err(internal_error)?;
         }
         upgrade(&req, pair)
     }
@@ -271,21 +284,23 @@ impl RoomHub {
     /// whatever is fanned out meanwhile waits in `pending` and follows them.
     async fn shard_connect(&self, req: Request) -> std::result::Result<Response, ApiError> {
         let config = self.config()?;
-        let shard = required(&req, internal::SHARD)?
+        let shard = required_header(&req, internal::SHARD)?
             .parse::<u64>()
             .map_err(|_| ApiError::internal("bad shard header"))?;
         let mut member = new_member(&req, &config)?;
         member.shard = Some(shard);
         let (pair, server) = socket_pair()?;
         self.state.accept_web_socket(&server);
-        server.serialize_attachment(&member).map_err(js)?;
+        server
+            .serialize_attachment(&member)
+            .map_err(internal_error)?;
         self.pending
             .borrow_mut()
             .insert(member.id.clone(), Vec::new());
         let join = ShardJoin {
             member: member.clone(),
             shard,
-            since: since(&req)?,
+            since: number_header(&req, internal::SINCE)?,
         };
         let answer = self.root_call("/shard-join", &join).await;
         let waiting = self
@@ -293,13 +308,15 @@ impl RoomHub {
             .borrow_mut()
             .remove(&member.id)
             .unwrap_or_default();
-        let welcome: FirstFrames = answer?.json().await.map_err(js)?;
+        let welcome: FirstFrames = answer?.json().await.map_err(internal_error)?;
         for frame in &welcome.frames {
-            server.send_with_str(frame.to_json()).map_err(js)?;
+            server
+                .send_with_str(frame.to_json())
+                .map_err(internal_error)?;
         }
         for out in waiting {
             if out.seq.is_none_or(|seq| seq > welcome.latest) {
-                server.send_with_str(&out.text).map_err(js)?;
+                server.send_with_str(&out.text).map_err(internal_error)?;
             }
         }
         upgrade(&req, pair)
@@ -320,14 +337,18 @@ impl RoomHub {
             .open_members()
             .iter()
             .any(|(_, m)| m.user == member.user && m.id != member.id)
-            || room.remote_users().map_err(js)?.contains(&member.user);
+            || room
+                .remote_users()
+                .map_err(internal_error)?
+                .contains(&member.user);
         let leaving = room
             .leaving()
-            .map_err(js)?
+            .map_err(internal_error)?
             .iter()
             .any(|(u, _)| *u == member.user);
         let announce = presence::announce_join(already_online, leaving);
-        room.set_leaving(&member.user, None).map_err(js)?;
+        room.set_leaving(&member.user, None)
+            .map_err(internal_error)?;
         let limits = config.limits.for_room();
         let (latest, replay) = self.with_hub(&limits, |hub| {
             let latest = hub.inbox.latest_seq()?;
@@ -379,7 +400,7 @@ impl RoomHub {
         {
             self.room()?
                 .set_leaving(&member.user, Some(at))
-                .map_err(js)?;
+                .map_err(internal_error)?;
             self.schedule().await?;
         }
         Ok(())
@@ -471,12 +492,13 @@ impl RoomHub {
             .collect();
         self.broadcast(out).await?;
         self.schedule().await?;
-        let members = self.room()?.members().map_err(js)?;
-        Response::from_json(&json!({ "receipts": receipts, "members": members })).map_err(js)
+        let members = self.room()?.members().map_err(internal_error)?;
+        Response::from_json(&json!({ "receipts": receipts, "members": members }))
+            .map_err(internal_error)
     }
 
     fn presence(&self) -> std::result::Result<Response, ApiError> {
-        Response::from_json(&json!({ "users": self.online_users()? })).map_err(js)
+        Response::from_json(&json!({ "users": self.online_users()? })).map_err(internal_error)
     }
 
     async fn members(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
@@ -486,39 +508,42 @@ impl RoomHub {
                 .json()
                 .await
                 .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?;
-            room.set_members(&members).map_err(js)?;
+            room.set_members(&members).map_err(internal_error)?;
         }
-        Response::from_json(&json!({ "members": room.members().map_err(js)? })).map_err(js)
+        Response::from_json(&json!({ "members": room.members().map_err(internal_error)? }))
+            .map_err(internal_error)
     }
 
     async fn shard_join(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let join: ShardJoin = req.json().await.map_err(js)?;
+        let join: ShardJoin = req.json().await.map_err(internal_error)?;
         let config = self.config()?;
         let welcome = self.join(&join.member, join.since, &config).await?;
         self.room()?
             .add_remote(&join.member.id, &join.member.user, join.shard)
-            .map_err(js)?;
-        Response::from_json(&welcome).map_err(js)
+            .map_err(internal_error)?;
+        Response::from_json(&welcome).map_err(internal_error)
     }
 
     async fn shard_leave(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let member: Member = req.json().await.map_err(js)?;
-        self.room()?.remove_remote(&member.id).map_err(js)?;
+        let member: Member = req.json().await.map_err(internal_error)?;
+        self.room()?
+            .remove_remote(&member.id)
+            .map_err(internal_error)?;
         self.leave(&member).await?;
-        Response::ok("left").map_err(js)
+        Response::ok("left").map_err(internal_error)
     }
 
     async fn shard_event(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let event: ShardEvent = req.json().await.map_err(js)?;
+        let event: ShardEvent = req.json().await.map_err(internal_error)?;
         let replies = self.handle_frame(&event.member, &event.text).await?;
-        Response::from_json(&replies).map_err(js)
+        Response::from_json(&replies).map_err(internal_error)
     }
 
     /// Shard: frames the root fans out, for this object's sockets.
     async fn fanout(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let frames: Vec<Outgoing> = req.json().await.map_err(js)?;
+        let frames: Vec<Outgoing> = req.json().await.map_err(internal_error)?;
         self.send_local(&frames);
-        Response::ok("sent").map_err(js)
+        Response::ok("sent").map_err(internal_error)
     }
 
     /// Root: sends to every socket of the room, here and on every shard.
@@ -527,12 +552,12 @@ impl RoomHub {
             return Ok(());
         }
         self.send_local(&frames);
-        let shards = self.room()?.counter("shards").map_err(js)?;
+        let shards = self.room()?.counter("shards").map_err(internal_error)?;
         if shards == 0 {
             return Ok(());
         }
         let name = self.room_name()?;
-        let body = serde_json::to_string(&frames).map_err(js)?;
+        let body = serde_json::to_string(&frames).map_err(internal_error)?;
         let calls = (1..=shards).map(|n| {
             let body = body.clone();
             let name = name.clone();
@@ -564,7 +589,7 @@ impl RoomHub {
         // Reading a socket's attachment costs a trip through JavaScript and a JSON parse;
         // a plain publish to everyone (the hot path) needs no member at all.
         if pending.is_empty() && frames.iter().all(|o| o.except.is_none()) {
-            for ws in self.open_sockets() {
+            for ws in open_sockets(&self.state) {
                 for out in frames {
                     let _ = ws.send_with_str(&out.text);
                 }
@@ -591,18 +616,13 @@ impl RoomHub {
         let limits = self.config()?.limits.for_room();
         let now = now_ms();
         let retention = self.with_hub(&limits, |hub| Ok(hub.next_deadline(&[], now)?))?;
-        let leaving = self.room()?.leaving().map_err(js)?;
+        let leaving = self.room()?.leaving().map_err(internal_error)?;
         let next = leaving.iter().map(|(_, at)| *at).chain(retention).min();
-        let storage = self.state.storage();
-        match next {
-            Some(at) => storage
-                .set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(
-                    &(at as f64).into(),
-                )))
-                .await
-                .map_err(js),
-            None => storage.delete_alarm().await.map_err(js),
-        }
+        self.alarm
+            .set(&self.state, next)
+            .await
+            .map(|_| ())
+            .map_err(internal_error)
     }
 
     /// Distinct users with an open socket here or (for the root) on any shard.
@@ -613,27 +633,13 @@ impl RoomHub {
             .map(|(_, m)| m.user)
             .collect();
         if let Ok(room) = &self.room {
-            users.extend(room.remote_users().map_err(js)?);
+            users.extend(room.remote_users().map_err(internal_error)?);
         }
         Ok(users.into_iter().collect())
     }
 
-    /// This object's sockets that are open (not closing).
-    fn open_sockets(&self) -> impl Iterator<Item = WebSocket> {
-        const OPEN: u16 = 1;
-        self.state
-            .get_websockets()
-            .into_iter()
-            .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
-    }
-
     fn open_members(&self) -> Vec<(WebSocket, Member)> {
-        self.open_sockets()
-            .filter_map(|ws| {
-                let member = ws.deserialize_attachment::<Member>().ok().flatten()?;
-                Some((ws, member))
-            })
-            .collect()
+        attached(&self.state)
     }
 
     fn is_shard(&self, member: &Member) -> bool {
@@ -647,10 +653,10 @@ impl RoomHub {
     ) -> std::result::Result<Response, ApiError> {
         let name = self.room_name()?;
         let mut init = RequestInit::new();
-        let text = serde_json::to_string(body).map_err(js)?;
+        let text = serde_json::to_string(body).map_err(internal_error)?;
         init.with_method(Method::Post).with_body(Some(text.into()));
         let req = Request::new_with_init(&format!("{}{path}", internal::HUB_ORIGIN), &init)
-            .map_err(js)?;
+            .map_err(internal_error)?;
         let response = root_stub(&self.env, &name)?
             .fetch_with_request(req)
             .await
@@ -666,7 +672,7 @@ impl RoomHub {
 
     /// The room this object serves (a shard's sockets name it too).
     fn room_name(&self) -> std::result::Result<String, ApiError> {
-        let stored = self.room()?.name().map_err(js)?;
+        let stored = self.room()?.name().map_err(internal_error)?;
         stored
             .or_else(|| self.open_members().first().map(|(_, m)| m.room.clone()))
             .ok_or_else(|| ApiError::internal("room object without a name"))
@@ -696,8 +702,7 @@ impl RoomHub {
     }
 
     fn config(&self) -> std::result::Result<Config, ApiError> {
-        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
-            .map_err(|e| ApiError::internal(format!("configuration: {e}")))
+        config(&self.env)
     }
 }
 
@@ -712,9 +717,9 @@ fn presence_frame(action: PresenceAction, user: &str) -> ServerFrame {
 fn new_member(req: &Request, config: &Config) -> std::result::Result<Member, ApiError> {
     let now = now_ms();
     Ok(Member {
-        user: required(req, internal::USER)?,
+        user: required_header(req, internal::USER)?,
         id: random_id("ses_"),
-        room: required(req, internal::ROOM)?,
+        room: required_header(req, internal::ROOM)?,
         can_write: req.headers().has(internal::WRITE).unwrap_or(false),
         connected_at: now,
         budget: hub::FrameBudget::full(&config.limits, now),
@@ -722,39 +727,19 @@ fn new_member(req: &Request, config: &Config) -> std::result::Result<Member, Api
     })
 }
 
-fn since(req: &Request) -> std::result::Result<Option<Seq>, ApiError> {
-    req.headers()
-        .get(internal::SINCE)
-        .ok()
-        .flatten()
-        .map(|s| {
-            s.parse()
-                .map_err(|_| ApiError::internal("bad since header"))
-        })
-        .transpose()
-}
-
-fn required(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
-    req.headers()
-        .get(name)
-        .ok()
-        .flatten()
-        .ok_or_else(|| ApiError::internal(format!("room request without {name}")))
-}
-
 fn socket_pair() -> std::result::Result<(WebSocketPair, WebSocket), ApiError> {
-    let pair = WebSocketPair::new().map_err(js)?;
+    let pair = WebSocketPair::new().map_err(internal_error)?;
     let server = pair.server.clone();
     Ok((pair, server))
 }
 
 fn upgrade(req: &Request, pair: WebSocketPair) -> std::result::Result<Response, ApiError> {
-    let mut response = Response::from_websocket(pair.client).map_err(js)?;
+    let mut response = Response::from_websocket(pair.client).map_err(internal_error)?;
     if let Some(protocol) = req.headers().get(internal::PROTOCOL).ok().flatten() {
         response
             .headers_mut()
             .set("Sec-WebSocket-Protocol", &protocol)
-            .map_err(js)?;
+            .map_err(internal_error)?;
     }
     Ok(response)
 }
@@ -762,23 +747,15 @@ fn upgrade(req: &Request, pair: WebSocketPair) -> std::result::Result<Response, 
 pub(crate) fn root_stub(env: &Env, room: &str) -> std::result::Result<Stub, ApiError> {
     env.durable_object("ROOM_HUB")
         .and_then(|ns| ns.get_by_name(room))
-        .map_err(js)
+        .map_err(internal_error)
 }
 
 fn shard_stub(env: &Env, room: &str, n: u64) -> std::result::Result<Stub, ApiError> {
     root_stub(env, &format!("{room}#{n}"))
 }
 
-fn js(e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(e.to_string())
-}
-
 fn api_to_worker(e: ApiError) -> worker::Error {
     worker::Error::from(e.message)
-}
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
 }
 
 /// The receipts a room publish answers, as the Worker reads them.

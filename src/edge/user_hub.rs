@@ -8,21 +8,22 @@
 //! Decisions are made by [`crate::hub::Hub`]; this file carries out its effects and keeps
 //! the object's single alarm at the hub's next deadline.
 
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{RefCell, RefMut};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use worker::js_sys::{Date as JsDate, Function, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    durable_object, web_sys, Date, DurableObject, Env, Method, Request, Response, Result, State,
-    WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
-use super::internal;
-use super::log;
-use super::random_id;
 use super::sql_inbox::SqlInbox;
+use super::{
+    attached, close_reply, config, header, internal, internal_error, log, now_ms, number_header,
+    random_id, required_header, Alarm,
+};
 use crate::attention::Preferences;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -38,9 +39,8 @@ pub struct UserHub {
     /// Opened once per wake-up; an error here is answered on every event instead of
     /// panicking in the constructor.
     inbox: std::result::Result<RefCell<SqlInbox>, InboxError>,
-    /// The alarm time this instance last set (`Some(None)`: none). Unknown after a wake-up,
-    /// so the first event sets it once; after that only changes cost a storage call.
-    alarm_at: Cell<Option<Option<u64>>>,
+    /// The object's one alarm, set at the hub's next deadline.
+    alarm: Alarm,
 }
 
 impl DurableObject for UserHub {
@@ -58,7 +58,7 @@ impl DurableObject for UserHub {
             state,
             env,
             inbox,
-            alarm_at: Cell::new(None),
+            alarm: Alarm::new(),
         }
     }
 
@@ -81,8 +81,7 @@ impl DurableObject for UserHub {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        // The runtime clears an alarm once it runs; forget what was set.
-        self.alarm_at.set(None);
+        self.alarm.fired();
         let now = now_ms();
         let config = self.config().map_err(|e| worker::Error::from(e.message))?;
         let effects = {
@@ -176,14 +175,9 @@ impl DurableObject for UserHub {
                 "code": code,
             }),
         );
-        // Finish the closing handshake. 1005/1006 describe a missing close frame and may not
-        // be sent back, so those are answered with a plain 1000.
-        let reply = match code {
-            1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
-            _ => CloseCode::Normal.code(),
-        };
-        // The peer may already be gone; nothing is lost if this fails.
-        let _ = ws.close(Some(reply), Some("closing"));
+        // Finish the closing handshake; the peer may already be gone, and nothing is lost
+        // if this fails.
+        let _ = ws.close(Some(close_reply(code)), Some("closing"));
         Ok(())
     }
 
@@ -206,22 +200,14 @@ impl UserHub {
     /// close code the client can act on.
     fn accept_device(&self, req: &Request) -> std::result::Result<Response, ApiError> {
         let user = required_header(req, internal::USER)?;
-        let device = header(req, internal::DEVICE);
-        let answer_protocol = header(req, internal::PROTOCOL);
-        let number = |name: &str| {
-            header(req, name)
-                .map(|s| {
-                    s.parse::<u64>()
-                        .map_err(|_| ApiError::internal(format!("bad {name} header")))
-                })
-                .transpose()
-        };
+        let device = header(req.headers(), internal::DEVICE);
+        let answer_protocol = header(req.headers(), internal::PROTOCOL);
         let arrival = Arrival {
             user: user.clone(),
             session_id: random_id("ses_"),
             device,
-            since: number(internal::SINCE)?,
-            token_exp: number(internal::EXP)?,
+            since: number_header(req, internal::SINCE)?,
+            token_exp: number_header(req, internal::EXP)?,
         };
         let since = arrival.since;
         let config = self.config()?;
@@ -231,14 +217,18 @@ impl UserHub {
                 .map_err(hub::HubError::from)
         })?;
 
-        let pair = WebSocketPair::new().map_err(js_error)?;
+        let pair = WebSocketPair::new().map_err(internal_error)?;
         let server = &pair.server;
         match admission {
             Admission::Welcome { session, frames } => {
                 self.state.accept_web_socket(server);
-                server.serialize_attachment(&session).map_err(js_error)?;
+                server
+                    .serialize_attachment(&session)
+                    .map_err(internal_error)?;
                 for frame in &frames {
-                    server.send_with_str(frame.to_json()).map_err(js_error)?;
+                    server
+                        .send_with_str(frame.to_json())
+                        .map_err(internal_error)?;
                 }
                 log::event(
                     "connect",
@@ -254,23 +244,25 @@ impl UserHub {
             Admission::Refused { code, frame } => {
                 // Not handed to the runtime's hibernation set: this socket only lives long
                 // enough to say why it is being closed.
-                server.accept().map_err(js_error)?;
-                server.send_with_str(frame.to_json()).map_err(js_error)?;
+                server.accept().map_err(internal_error)?;
+                server
+                    .send_with_str(frame.to_json())
+                    .map_err(internal_error)?;
                 server
                     .close(Some(code.code()), Some("refused"))
-                    .map_err(js_error)?;
+                    .map_err(internal_error)?;
                 log::event(
                     "connect_refused",
                     json!({ "user": user, "code": code.code(), "sockets": open_sockets }),
                 );
             }
         }
-        let mut response = Response::from_websocket(pair.client).map_err(js_error)?;
+        let mut response = Response::from_websocket(pair.client).map_err(internal_error)?;
         if let Some(protocol) = answer_protocol {
             response
                 .headers_mut()
                 .set("Sec-WebSocket-Protocol", &protocol)
-                .map_err(js_error)?;
+                .map_err(internal_error)?;
         }
         Ok(response)
     }
@@ -283,17 +275,17 @@ impl UserHub {
             hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
         })?;
         self.apply(None, effects);
-        Response::from_json(&receipts).map_err(js_error)
+        Response::from_json(&receipts).map_err(internal_error)
     }
 
     /// `GET /v1/notifications`: one inbox page.
     fn list(&self, req: &Request) -> std::result::Result<Response, ApiError> {
-        let url = req.url().map_err(js_error)?;
+        let url = req.url().map_err(internal_error)?;
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let request = hub::page_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let config = self.config()?;
         let page = self.with_hub(&config, |hub| hub.page(&request, now_ms()))?;
-        Response::from_json(&page).map_err(js_error)
+        Response::from_json(&page).map_err(internal_error)
     }
 
     /// `POST /v1/notifications/read`: the same rules as the `read` frame.
@@ -302,7 +294,7 @@ impl UserHub {
         let config = self.config()?;
         let (outcome, effects) = self.with_hub(&config, |hub| hub.read(&request, now_ms()))?;
         self.apply(None, effects);
-        Response::from_json(&outcome).map_err(js_error)
+        Response::from_json(&outcome).map_err(internal_error)
     }
 
     /// `DELETE /v1/notifications/{id}`.
@@ -311,7 +303,7 @@ impl UserHub {
         let config = self.config()?;
         let (seq, effects) = self.with_hub(&config, |hub| hub.delete(&id, now_ms()))?;
         self.apply(None, effects);
-        Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(js_error)
+        Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(internal_error)
     }
 
     /// `GET /v1/preferences`.
@@ -320,12 +312,12 @@ impl UserHub {
         let preferences = self.with_hub(&config, |hub| {
             hub.preferences().map_err(hub::HubError::from)
         })?;
-        Response::from_json(&preferences).map_err(js_error)
+        Response::from_json(&preferences).map_err(internal_error)
     }
 
     /// `PUT /v1/preferences`: validated as a whole; a bad body changes nothing.
     async fn put_preferences(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let body = req.bytes().await.map_err(js_error)?;
+        let body = req.bytes().await.map_err(internal_error)?;
         let preferences = Preferences::parse(&body)?;
         let config = self.config()?;
         let effects = self.with_hub(&config, |hub| {
@@ -333,7 +325,7 @@ impl UserHub {
                 .map_err(hub::HubError::from)
         })?;
         self.apply(None, effects);
-        Response::from_json(&preferences).map_err(js_error)
+        Response::from_json(&preferences).map_err(internal_error)
     }
 
     /// Runs `f` on the core over this object's inbox.
@@ -364,21 +356,12 @@ impl UserHub {
             hub.next_deadline(&sockets, now_ms())
                 .map_err(hub::HubError::from)
         })?;
-        self.set_alarm(next).await.map_err(js_error)
+        self.set_alarm(next).await.map_err(internal_error)
     }
 
     /// The user's sockets that are open (not closing), with their sessions.
     fn open_sockets(&self) -> Vec<(WebSocket, Session)> {
-        const OPEN: u16 = 1;
-        self.state
-            .get_websockets()
-            .into_iter()
-            .filter(|ws| AsRef::<web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
-            .filter_map(|ws| {
-                let session = ws.deserialize_attachment::<Session>().ok().flatten()?;
-                Some((ws, session))
-            })
-            .collect()
+        attached(&self.state)
     }
 
     /// When the runtime last answered a `ping` on `ws` for us (ms), which it does without
@@ -387,7 +370,7 @@ impl UserHub {
     fn last_ping(&self, ws: &WebSocket) -> Option<u64> {
         let state: &JsValue = self.state.as_raw().as_ref();
         let method = Reflect::get(state, &"getWebSocketAutoResponseTimestamp".into()).ok()?;
-        let socket: &JsValue = AsRef::<web_sys::WebSocket>::as_ref(ws).as_ref();
+        let socket: &JsValue = AsRef::<worker::web_sys::WebSocket>::as_ref(ws).as_ref();
         let at = method
             .dyn_into::<Function>()
             .ok()?
@@ -397,21 +380,12 @@ impl UserHub {
     }
 
     async fn set_alarm(&self, next: Option<u64>) -> Result<()> {
-        if self.alarm_at.get() == Some(next) {
-            return Ok(());
-        }
-        let storage = self.state.storage();
-        match next {
-            Some(at) => {
-                // Kept beside the data so that the alarm can report how late it ran.
-                if let Ok(inbox) = self.inbox() {
-                    inbox.record_alarm(at);
-                }
-                storage.set_alarm(scheduled_at(at)).await?
+        if let (true, Some(at)) = (self.alarm.set(&self.state, next).await?, next) {
+            // Kept beside the data so that the alarm can report how late it ran.
+            if let Ok(inbox) = self.inbox() {
+                inbox.record_alarm(at);
             }
-            None => storage.delete_alarm().await?,
         }
-        self.alarm_at.set(Some(next));
         Ok(())
     }
 
@@ -458,8 +432,7 @@ impl UserHub {
     }
 
     fn config(&self) -> std::result::Result<Config, ApiError> {
-        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
-            .map_err(|e| ApiError::internal(format!("configuration: {e}")))
+        config(&self.env)
     }
 }
 
@@ -467,24 +440,4 @@ async fn json_body<T: DeserializeOwned>(req: &mut Request) -> std::result::Resul
     req.json()
         .await
         .map_err(|e| ApiError::new(400, "bad_request", format!("body: {e}")))
-}
-
-fn header(req: &Request, name: &str) -> Option<String> {
-    req.headers().get(name).ok().flatten()
-}
-
-fn required_header(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
-    header(req, name).ok_or_else(|| ApiError::internal(format!("hub request without {name}")))
-}
-
-fn scheduled_at(ms: u64) -> worker::ScheduledTime {
-    worker::ScheduledTime::new(worker::js_sys::Date::new(&(ms as f64).into()))
-}
-
-fn js_error(e: worker::Error) -> ApiError {
-    ApiError::internal(e.to_string())
-}
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
 }
