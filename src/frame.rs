@@ -20,6 +20,8 @@ pub enum BatchReason {
     Window,
     /// Focus mode or quiet hours ended: the digest of what was held.
     FocusEnd,
+    /// Live room items that queued up while the room was busy, sent in one frame.
+    Burst,
 }
 
 /// What the server sends.

@@ -24,7 +24,10 @@
 //! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes, client frames and the
 //!   alarm in, `Effect`s and the next deadline out.
 //! - [`room`]: project rooms: grants, presence with a grace period, client events,
-//!   shard placement (a room's history is an inbox run by [`hub`]).
+//!   shard placement, the roster of a room object's sockets (a room's history is an
+//!   inbox run by [`hub`]).
+//! - [`fanout`]: frames on their way to a room's sockets, packed into one `burst` batch
+//!   while the room is busy.
 //! - `edge` (wasm32 only): the Worker entry point and the `UserHub` Durable Object, mapping
 //!   requests, sockets and SQLite storage onto the core; and the `RoomHub` object.
 
@@ -32,6 +35,7 @@ pub mod attention;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fanout;
 pub mod frame;
 pub mod hub;
 pub mod inbox;

@@ -10,8 +10,8 @@ use herald::hub::{self, Effect, FrameBudget, Hub};
 use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Receipt, Seq};
 use herald::publish::{Draft, PublishRequest};
 use herald::room::{
-    grants, parse_members, place, presence, valid_room, Member, Placement, RoomFrame, MAX_MEMBERS,
-    MAX_ROOM_LEN,
+    grants, parse_members, place, presence, valid_room, Member, Placement, RoomFrame, Roster,
+    MAX_MEMBERS, MAX_ROOM_LEN,
 };
 use serde_json::json;
 
@@ -403,10 +403,11 @@ fn a_draft_refuses_bad_events_and_over_long_text() {
 // ---- presence -----------------------------------------------------------------------
 
 /// The root object's presence bookkeeping, as the RoomHub glue does it with the pure
-/// rules of `room::presence`: open sockets, pending departures, and what was announced.
+/// rules of `room::presence`: a roster of open sockets, pending departures, and what was
+/// announced.
 #[derive(Default)]
 struct Presence {
-    sockets: Vec<(String, String)>,
+    sockets: Roster,
     leaving: Vec<(String, u64)>,
     announced: Vec<String>,
 }
@@ -415,26 +416,26 @@ const GRACE_MS: u64 = 5_000;
 
 impl Presence {
     fn online(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.sockets.iter().map(|(u, _)| u.clone()).collect();
-        users.dedup();
+        let mut users: Vec<String> = self.sockets.users().map(str::to_owned).collect();
+        users.sort();
         users
     }
 
     fn join(&mut self, user: &str, socket: &str) {
-        let already_online = self.sockets.iter().any(|(u, _)| u == user);
+        // The glue accepts the socket before it asks, so the roster already holds it.
+        self.sockets.add(socket, user);
+        let already_online = self.sockets.has_other(user, socket);
         let leaving = self.leaving.iter().any(|(u, _)| u == user);
         if presence::announce_join(already_online, leaving) {
             self.announced.push(format!("joined {user}"));
         }
         // Coming back cancels a pending departure.
         self.leaving.retain(|(u, _)| u != user);
-        self.sockets.push((user.into(), socket.into()));
     }
 
     fn close(&mut self, socket: &str, now_ms: u64) {
-        let at = self.sockets.iter().position(|(_, s)| s == socket).unwrap();
-        let (user, _) = self.sockets.remove(at);
-        let still_online = self.sockets.iter().any(|(u, _)| *u == user);
+        let user = self.sockets.remove(socket).expect("an open socket");
+        let still_online = self.sockets.has_other(&user, socket);
         if let Some(deadline) = presence::leave_deadline(still_online, now_ms, GRACE_MS) {
             self.leaving.retain(|(u, _)| *u != user);
             self.leaving.push((user, deadline));
@@ -450,6 +451,36 @@ impl Presence {
         self.announced.extend(due);
         self.leaving.retain(|(_, at)| *at > now_ms);
     }
+}
+
+#[test]
+fn the_roster_counts_sockets_and_users_once_each() {
+    let mut roster = Roster::default();
+    roster.add("s1", "alice");
+    roster.add("s1", "alice"); // the same socket again (a rebuild after a wake-up)
+    roster.add("s2", "alice");
+    roster.add("s3", "bob");
+    assert_eq!(roster.sockets(), 3);
+    let mut users: Vec<&str> = roster.users().collect();
+    users.sort();
+    assert_eq!(users, ["alice", "bob"]);
+    assert!(roster.has_other("alice", "s1"));
+    assert!(
+        !roster.has_other("bob", "s3"),
+        "bob's own socket is not another"
+    );
+    assert!(
+        roster.has_other("bob", "s9"),
+        "from a socket not yet counted"
+    );
+    assert!(!roster.has_other("carol", "s9"));
+
+    assert_eq!(roster.remove("s2").as_deref(), Some("alice"));
+    assert!(!roster.has_other("alice", "s1"));
+    assert_eq!(roster.remove("s2"), None, "removing twice changes nothing");
+    assert_eq!(roster.remove("s1").as_deref(), Some("alice"));
+    assert_eq!(roster.users().collect::<Vec<_>>(), ["bob"]);
+    assert_eq!(roster.sockets(), 1);
 }
 
 #[test]

@@ -74,9 +74,12 @@ export class RoomHandle extends Channel<RoomEvents> {
     if (action === "online") {
       this.users.clear();
       for (const name of users ?? []) this.users.add(name);
-    } else if (user !== undefined) {
-      if (action === "joined") this.users.add(user);
-      else this.users.delete(user);
+    } else {
+      // One user, or several who came or went together while the room was busy.
+      for (const name of user !== undefined ? [user] : users ?? []) {
+        if (action === "joined") this.users.add(name);
+        else this.users.delete(name);
+      }
     }
   }
 }

@@ -24,7 +24,7 @@ export interface Notification {
 }
 
 export interface Batch {
-  reason: "replay" | "window" | "focus_end";
+  reason: "replay" | "window" | "focus_end" | "burst";
   /** Oldest first, only items not delivered before. */
   items: Notification[];
 }

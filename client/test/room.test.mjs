@@ -59,6 +59,19 @@ test("presence is tracked from online, joined and left frames", async () => {
   assert.deepEqual(typing, [{ user: "bob" }]);
 });
 
+test("joined and left frames may name several users at once", async () => {
+  const ctx = await start();
+  const { handle, socket } = await join(ctx);
+  socket.open();
+  socket.deliver(
+    roomWelcome(0),
+    { type: "presence", action: "online", users: ["ann"] },
+    { type: "presence", action: "joined", users: ["bob", "carol", "dan"] },
+    { type: "presence", action: "left", users: ["ann", "carol"] },
+  );
+  assert.deepEqual(handle.presence(), ["bob", "dan"]);
+});
+
 test("a room resumes from its own seq and drops duplicates", async () => {
   const ctx = await start({ pingIntervalMs: 3_600_000 });
   accept(ctx.net.sockets[0], 900);

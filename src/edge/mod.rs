@@ -38,6 +38,9 @@ pub(crate) mod internal {
     pub const ROOM: &str = "x-herald-room";
     /// Present when the token has `rooms:write`.
     pub const WRITE: &str = "x-herald-write";
+    /// Present on a room publish that is also filed in the members' inboxes: the room
+    /// answers its member list.
+    pub const MEMBERS: &str = "x-herald-members";
     /// Set on requests to a room's shard object: its number.
     pub const SHARD: &str = "x-herald-shard";
     pub const ID: &str = "x-herald-id";
@@ -137,7 +140,7 @@ async fn serve(
             let room = resolved.id.unwrap_or_default();
             let name = valid_room(&room)?;
             grant(&claims_from_bearer(&req, env)?, name)?;
-            to_room(env, name, Method::Get, "/presence", None).await
+            to_room(env, name, Method::Get, "/presence", &[], None).await
         }
         Route::GetMembers | Route::PutMembers => {
             authorize_producer(&req, env)?;
@@ -147,7 +150,7 @@ async fn serve(
                 Route::PutMembers => Some(members_body(req, config).await?),
                 _ => None,
             };
-            to_room(env, name, method, "/members", body).await
+            to_room(env, name, method, "/members", &[], body).await
         }
         Route::GetPreferences => {
             let user = user_from_bearer(&req, env)?;
@@ -460,7 +463,12 @@ async fn publish_to_rooms<'a>(
     for (room, messages) in by_room {
         let drafts: Vec<&Draft> = messages.iter().map(|m| &m.draft).collect();
         let body = serde_json::to_vec(&drafts).map_err(internal_error)?;
-        let mut response = to_room(env, room, Method::Post, "/publish", Some(body)).await?;
+        let members: &[(&str, &str)] = match messages.iter().any(|m| m.inbox) {
+            true => &[(internal::MEMBERS, "1")],
+            false => &[],
+        };
+        let mut response =
+            to_room(env, room, Method::Post, "/publish", members, Some(body)).await?;
         if response.status_code() != 200 {
             return Err(ApiError::unavailable(format!(
                 "room answered {}",
@@ -547,10 +555,14 @@ async fn to_room(
     room: &str,
     method: Method,
     path: &str,
+    extra: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> std::result::Result<Response, ApiError> {
     let headers = Headers::new();
     headers.set(internal::ROOM, room).map_err(internal_error)?;
+    for (name, value) in extra {
+        headers.set(name, value).map_err(internal_error)?;
+    }
     call(room_hub::root_stub(env, room)?, method, path, headers, body).await
 }
 
@@ -691,6 +703,21 @@ pub(crate) fn config(env: &Env) -> std::result::Result<Config, ApiError> {
         .map_err(|e| ApiError::internal(format!("configuration: {e}")))
 }
 
+/// An object's configuration, read once per wake-up: `[vars]` cannot change while an
+/// instance lives, and reading them costs a trip into JavaScript per variable.
+pub(crate) fn cached_config<'a>(
+    cell: &'a std::cell::OnceCell<Config>,
+    env: &Env,
+) -> std::result::Result<&'a Config, ApiError> {
+    match cell.get() {
+        Some(config) => Ok(config),
+        None => {
+            let fresh = config(env)?;
+            Ok(cell.get_or_init(|| fresh))
+        }
+    }
+}
+
 /// A header of an internal request (the Worker built it, so a missing one is our bug).
 pub(crate) fn required_header(req: &Request, name: &str) -> std::result::Result<String, ApiError> {
     header(req.headers(), name)
@@ -739,6 +766,39 @@ pub(crate) fn close_reply(code: usize) -> u16 {
         1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
         _ => crate::frame::CloseCode::Normal.code(),
     }
+}
+
+/// A frame's text copied into JavaScript once and handed to many sockets. Sending a
+/// Rust `&str` copies and re-encodes it into a new JavaScript string for every socket.
+pub(crate) struct SharedText(worker::js_sys::JsString);
+
+impl SharedText {
+    pub(crate) fn new(text: &str) -> Self {
+        Self(text.into())
+    }
+
+    pub(crate) fn send(&self, ws: &worker::WebSocket) -> Result<()> {
+        use wasm_bindgen::JsCast;
+        let socket: &worker::web_sys::WebSocket = ws.as_ref();
+        socket
+            .unchecked_ref::<TextSocket>()
+            .send(&self.0)
+            .map_err(worker::Error::from)
+    }
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The runtime's WebSocket again, to bind `send` for a JavaScript string: web-sys
+    /// binds it only for `&str`.
+    #[wasm_bindgen(js_name = WebSocket)]
+    type TextSocket;
+
+    #[wasm_bindgen(method, catch)]
+    fn send(
+        this: &TextSocket,
+        text: &worker::js_sys::JsString,
+    ) -> std::result::Result<(), wasm_bindgen::JsValue>;
 }
 
 /// An object's one alarm, written to storage only when the wanted time changes.

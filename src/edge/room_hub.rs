@@ -7,53 +7,32 @@
 //! shard objects named `<room>#<n>`, which hold sockets only: they forward their sockets'
 //! events to the root and relay what the root fans out to them. Sockets hibernate in both.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-    Stub, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    State, Stub, WebSocket, WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
 };
 
 use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
 use super::{
-    attached, close_reply, config, error_response, internal, internal_error, log, now_ms,
-    number_header, open_sockets, random_id, required_header, Alarm,
+    attached, cached_config, close_reply, error_response, internal, internal_error, log, now_ms,
+    number_header, random_id, required_header, Alarm, SharedText,
 };
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::fanout::{coalesce, Outgoing, Pace};
 use crate::frame::{CloseCode, PresenceAction, ServerFrame};
 use crate::hub::{self, Effect, Hub};
 use crate::inbox::{Inbox, Receipt, Seq};
 use crate::publish::Draft;
-use crate::room::{self, presence, Member, Placement, RoomFrame};
-
-/// A frame on its way to sockets: its text, its seq (history items only, so a shard can
-/// skip what a resuming socket's replay already carried), and a socket to leave out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Outgoing {
-    seq: Option<Seq>,
-    text: String,
-    except: Option<String>,
-}
-
-impl Outgoing {
-    fn of(frame: &ServerFrame, except: Option<&str>) -> Self {
-        let seq = match frame {
-            ServerFrame::Notification(n) | ServerFrame::Message(n) => Some(n.seq),
-            _ => None,
-        };
-        Self {
-            seq,
-            text: frame.to_json(),
-            except: except.map(str::to_owned),
-        }
-    }
-}
+use crate::room::{self, presence, Member, Placement, RoomFrame, Roster};
 
 /// A shard's socket joining, as the root learns of it.
 #[derive(Deserialize, Serialize)]
@@ -85,14 +64,22 @@ pub struct RoomHub {
     history: std::result::Result<RefCell<SqlInbox>, String>,
     /// Root only: members, presence, shard counters.
     room: std::result::Result<RoomSql, String>,
-    /// Shard only: sockets whose first frames are still being fetched from the root, and
-    /// what the root fanned out to them meanwhile (sent after, so nothing is lost or
-    /// overtaken). Lives only across one awaited call, while the object is awake.
+    /// Sockets whose first frames are still being prepared (here, or fetched from the
+    /// root by a shard), and what was fanned out to them meanwhile: sent after their
+    /// first frames, so nothing is lost or overtaken. Lives only across one awaited
+    /// call, while the object is awake.
     pending: RefCell<HashMap<String, Vec<Outgoing>>>,
+    /// This object's own sockets by session, built on first use after a wake-up.
+    roster: RefCell<Option<Roster>>,
+    /// Root only: frames gathered for the next fan-out while the room is busy.
+    outbox: RefCell<Vec<Outgoing>>,
+    /// Root only: when the last fan-out finished.
+    pace: Cell<Pace>,
     /// Root only: the alarm at the earliest pending departure or retention deadline.
     alarm: Alarm,
     /// The room's name has been stored since this instance woke.
     named: Cell<bool>,
+    config: OnceCell<Config>,
 }
 
 impl DurableObject for RoomHub {
@@ -111,8 +98,12 @@ impl DurableObject for RoomHub {
             history,
             room,
             pending: RefCell::new(HashMap::new()),
+            roster: RefCell::new(None),
+            outbox: RefCell::new(Vec::new()),
+            pace: Cell::new(Pace::default()),
             alarm: Alarm::new(),
             named: Cell::new(false),
+            config: OnceCell::new(),
         }
     }
 
@@ -148,18 +139,14 @@ impl DurableObject for RoomHub {
         let leaving = room.leaving()?;
         let mut out = Vec::new();
         for user in presence::due(&leaving, &online, now) {
-            out.push(Outgoing::of(
-                &presence_frame(PresenceAction::Left, user),
-                None,
-            ));
+            out.push(Outgoing::to_all(presence_frame(PresenceAction::Left, user)));
         }
         for (user, at) in &leaving {
             if *at <= now {
                 room.set_leaving(user, None)?;
             }
         }
-        let config = self.config().map_err(api_to_worker)?;
-        let limits = config.limits.for_room();
+        let limits = self.config().map_err(api_to_worker)?.limits.for_room();
         self.with_hub(&limits, |hub| hub.alarm(now).map_err(hub::HubError::from))
             .map_err(api_to_worker)?;
         self.broadcast(out).await.map_err(api_to_worker)?;
@@ -219,6 +206,7 @@ impl DurableObject for RoomHub {
         let Some(member) = ws.deserialize_attachment::<Member>().ok().flatten() else {
             return Ok(());
         };
+        self.roster().remove(&member.id);
         if self.is_shard(&member) {
             self.root_call("/shard-leave", &member)
                 .await
@@ -238,7 +226,7 @@ impl RoomHub {
         let room = self.room()?;
         let name = required_header(&req, internal::ROOM)?;
         let placement = room::place(
-            self.open_members().len(),
+            self.roster().sockets(),
             room.counter("sent_to_shards").map_err(internal_error)?,
             config.limits.room_shard_size,
         );
@@ -264,20 +252,57 @@ impl RoomHub {
                 .await
                 .map_err(|e| ApiError::unavailable(format!("room shard: {e}")));
         }
-        let member = new_member(&req, &config)?;
+        let member = new_member(&req, config)?;
         let since = number_header(&req, internal::SINCE)?;
+        let server = self.accept(&member)?;
+        let welcome = self.join(&member, since, config).await;
+        self.send_first(&server.1, &member, welcome)?;
+        upgrade(&req, server.0)
+    }
+
+    /// Takes a member's socket into this object. Until [`Self::send_first`], frames fanned
+    /// out to it wait in `pending`.
+    fn accept(&self, member: &Member) -> std::result::Result<(WebSocketPair, WebSocket), ApiError> {
         let (pair, server) = socket_pair()?;
-        self.state.accept_web_socket(&server);
+        self.pending
+            .borrow_mut()
+            .insert(member.id.clone(), Vec::new());
+        // Tagged with the session, so a fan-out can find the one socket to skip or hold
+        // without reading every socket's attachment.
+        self.state
+            .accept_websocket_with_tags(&server, &[member.id.as_str()]);
         server
-            .serialize_attachment(&member)
+            .serialize_attachment(member)
             .map_err(internal_error)?;
-        let welcome = self.join(&member, since, &config).await?;
-        for frame in &welcome.frames {
+        self.roster().add(&member.id, &member.user);
+        Ok((pair, server))
+    }
+
+    /// Sends a joining socket its first frames, then what was fanned out meanwhile that
+    /// they did not already cover.
+    fn send_first(
+        &self,
+        server: &WebSocket,
+        member: &Member,
+        first: std::result::Result<FirstFrames, ApiError>,
+    ) -> std::result::Result<(), ApiError> {
+        let waiting = self
+            .pending
+            .borrow_mut()
+            .remove(&member.id)
+            .unwrap_or_default();
+        let first = first?;
+        for frame in &first.frames {
             server
                 .send_with_str(frame.to_json())
                 .map_err(internal_error)?;
         }
-        upgrade(&req, pair)
+        for out in waiting.iter().filter_map(|out| out.after(first.latest)) {
+            server
+                .send_with_str(out.frame.to_json())
+                .map_err(internal_error)?;
+        }
+        Ok(())
     }
 
     /// Shard: a socket handed over by the root. Its first frames come from the root;
@@ -287,39 +312,21 @@ impl RoomHub {
         let shard = required_header(&req, internal::SHARD)?
             .parse::<u64>()
             .map_err(|_| ApiError::internal("bad shard header"))?;
-        let mut member = new_member(&req, &config)?;
+        let mut member = new_member(&req, config)?;
         member.shard = Some(shard);
-        let (pair, server) = socket_pair()?;
-        self.state.accept_web_socket(&server);
-        server
-            .serialize_attachment(&member)
-            .map_err(internal_error)?;
-        self.pending
-            .borrow_mut()
-            .insert(member.id.clone(), Vec::new());
+        let since = number_header(&req, internal::SINCE)?;
+        let server = self.accept(&member)?;
         let join = ShardJoin {
             member: member.clone(),
             shard,
-            since: number_header(&req, internal::SINCE)?,
+            since,
         };
-        let answer = self.root_call("/shard-join", &join).await;
-        let waiting = self
-            .pending
-            .borrow_mut()
-            .remove(&member.id)
-            .unwrap_or_default();
-        let welcome: FirstFrames = answer?.json().await.map_err(internal_error)?;
-        for frame in &welcome.frames {
-            server
-                .send_with_str(frame.to_json())
-                .map_err(internal_error)?;
-        }
-        for out in waiting {
-            if out.seq.is_none_or(|seq| seq > welcome.latest) {
-                server.send_with_str(&out.text).map_err(internal_error)?;
-            }
-        }
-        upgrade(&req, pair)
+        let welcome = match self.root_call("/shard-join", &join).await {
+            Ok(mut answer) => answer.json().await.map_err(internal_error),
+            Err(e) => Err(e),
+        };
+        self.send_first(&server.1, &member, welcome)?;
+        upgrade(&req, server.0)
     }
 
     /// Root: the first frames of a member (here or on a shard): welcome, who is online,
@@ -333,22 +340,22 @@ impl RoomHub {
         let room = self.room()?;
         let now = now_ms();
         // Present before this socket: another socket of the user here or on a shard.
-        let already_online = self
-            .open_members()
-            .iter()
-            .any(|(_, m)| m.user == member.user && m.id != member.id)
+        let already_online = self.roster().has_other(&member.user, &member.id)
             || room
-                .remote_users()
-                .map_err(internal_error)?
-                .contains(&member.user);
+                .remote_user_present(&member.user)
+                .map_err(internal_error)?;
         let leaving = room
             .leaving()
             .map_err(internal_error)?
             .iter()
             .any(|(u, _)| *u == member.user);
         let announce = presence::announce_join(already_online, leaving);
-        room.set_leaving(&member.user, None)
-            .map_err(internal_error)?;
+        // Coming back cancels the departure. A write holds the answer until it is on
+        // disk, so only write when there is one.
+        if leaving {
+            room.set_leaving(&member.user, None)
+                .map_err(internal_error)?;
+        }
         let limits = config.limits.for_room();
         let (latest, replay) = self.with_hub(&limits, |hub| {
             let latest = hub.inbox.latest_seq()?;
@@ -379,7 +386,7 @@ impl RoomHub {
         frames.extend(replay);
         if announce {
             let joined = presence_frame(PresenceAction::Joined, &member.user);
-            self.broadcast(vec![Outgoing::of(&joined, Some(&member.id))])
+            self.broadcast(vec![Outgoing::to_others(joined, &member.id)])
                 .await?;
         }
         self.schedule().await?;
@@ -394,7 +401,11 @@ impl RoomHub {
     /// announced once the grace period passes without a return (the alarm does that).
     async fn leave(&self, member: &Member) -> std::result::Result<(), ApiError> {
         let config = self.config()?;
-        let still_online = self.online_users()?.contains(&member.user);
+        let still_online = self.roster().has_other(&member.user, &member.id)
+            || self
+                .room()?
+                .remote_user_present(&member.user)
+                .map_err(internal_error)?;
         if let Some(at) =
             presence::leave_deadline(still_online, now_ms(), config.limits.room_presence_grace_ms)
         {
@@ -433,7 +444,7 @@ impl RoomHub {
                 let typing = ServerFrame::Typing {
                     user: member.user.clone(),
                 };
-                self.broadcast(vec![Outgoing::of(&typing, Some(&member.id))])
+                self.broadcast(vec![Outgoing::to_others(typing, &member.id)])
                     .await?;
                 Ok(Vec::new())
             }
@@ -460,7 +471,7 @@ impl RoomHub {
                     .into_iter()
                     .filter_map(|effect| match effect {
                         Effect::Broadcast(ServerFrame::Notification(n)) => {
-                            Some(Outgoing::of(&ServerFrame::Message(n), None))
+                            Some(Outgoing::to_all(ServerFrame::Message(n)))
                         }
                         _ => None,
                     })
@@ -485,14 +496,18 @@ impl RoomHub {
             .into_iter()
             .filter_map(|effect| match effect {
                 Effect::Broadcast(frame @ ServerFrame::Notification(_)) => {
-                    Some(Outgoing::of(&frame, None))
+                    Some(Outgoing::to_all(frame))
                 }
                 _ => None,
             })
             .collect();
         self.broadcast(out).await?;
         self.schedule().await?;
-        let members = self.room()?.members().map_err(internal_error)?;
+        // Only a publish that files in members' inboxes needs the list.
+        let members = match req.headers().has(internal::MEMBERS).unwrap_or(false) {
+            true => self.room()?.members().map_err(internal_error)?,
+            false => Vec::new(),
+        };
         Response::from_json(&json!({ "receipts": receipts, "members": members }))
             .map_err(internal_error)
     }
@@ -517,7 +532,7 @@ impl RoomHub {
     async fn shard_join(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let join: ShardJoin = req.json().await.map_err(internal_error)?;
         let config = self.config()?;
-        let welcome = self.join(&join.member, join.since, &config).await?;
+        let welcome = self.join(&join.member, join.since, config).await?;
         self.room()?
             .add_remote(&join.member.id, &join.member.user, join.shard)
             .map_err(internal_error)?;
@@ -546,18 +561,39 @@ impl RoomHub {
         Response::ok("sent").map_err(internal_error)
     }
 
-    /// Root: sends to every socket of the room, here and on every shard.
+    /// Root: sends to every socket of the room, here and on every shard. In a busy room
+    /// (see [`Pace`]) the caller that finds the outbox empty waits a moment, then sends
+    /// everything gathered meanwhile, runs of notifications packed into one `batch`;
+    /// callers that find it filling leave their frames to that one.
     async fn broadcast(&self, frames: Vec<Outgoing>) -> std::result::Result<(), ApiError> {
-        if frames.is_empty() {
+        let gathering = {
+            let mut outbox = self.outbox.borrow_mut();
+            let gathering = !outbox.is_empty();
+            outbox.extend(frames);
+            gathering || outbox.is_empty()
+        };
+        if gathering {
             return Ok(());
         }
+        let wait = self.pace.get().wait_ms(now_ms());
+        if wait > 0 {
+            Delay::from(Duration::from_millis(wait)).await;
+        }
+        let frames = coalesce(std::mem::take(&mut *self.outbox.borrow_mut()));
         self.send_local(&frames);
+        let mut pace = self.pace.get();
+        pace.sent(now_ms());
+        self.pace.set(pace);
+        self.send_to_shards(&frames).await
+    }
+
+    async fn send_to_shards(&self, frames: &[Outgoing]) -> std::result::Result<(), ApiError> {
         let shards = self.room()?.counter("shards").map_err(internal_error)?;
         if shards == 0 {
             return Ok(());
         }
         let name = self.room_name()?;
-        let body = serde_json::to_string(&frames).map_err(internal_error)?;
+        let body = serde_json::to_string(frames).map_err(internal_error)?;
         let calls = (1..=shards).map(|n| {
             let body = body.clone();
             let name = name.clone();
@@ -584,27 +620,38 @@ impl RoomHub {
     }
 
     /// Sends to this object's own sockets, holding frames for sockets still joining.
+    /// Each frame is serialized and copied into JavaScript once, whatever the socket count,
+    /// and the sockets to skip or hold are found by their session tags.
     fn send_local(&self, frames: &[Outgoing]) {
+        let texts: Vec<SharedText> = frames
+            .iter()
+            .map(|out| SharedText::new(&out.frame.to_json()))
+            .collect();
         let mut pending = self.pending.borrow_mut();
-        // Reading a socket's attachment costs a trip through JavaScript and a JSON parse;
-        // a plain publish to everyone (the hot path) needs no member at all.
-        if pending.is_empty() && frames.iter().all(|o| o.except.is_none()) {
-            for ws in open_sockets(&self.state) {
-                for out in frames {
-                    let _ = ws.send_with_str(&out.text);
+        let tagged = |session: &str| self.state.get_websockets_with_tag(session).pop();
+        let held: Vec<(String, WebSocket)> = pending
+            .keys()
+            .filter_map(|session| Some((session.clone(), tagged(session)?)))
+            .collect();
+        let skipped: Vec<Option<WebSocket>> = frames
+            .iter()
+            .map(|out| out.except.as_deref().and_then(tagged))
+            .collect();
+        let same = |a: &WebSocket, b: &WebSocket| {
+            AsRef::<worker::wasm_bindgen::JsValue>::as_ref(a.as_ref())
+                == AsRef::<worker::wasm_bindgen::JsValue>::as_ref(b.as_ref())
+        };
+        for ws in self.state.get_websockets() {
+            let holding = held.iter().find(|(_, h)| same(h, &ws));
+            for ((out, text), skip) in frames.iter().zip(&texts).zip(&skipped) {
+                if skip.as_ref().is_some_and(|s| same(s, &ws)) {
+                    continue;
                 }
-            }
-            return;
-        }
-        for (ws, member) in self.open_members() {
-            for out in frames
-                .iter()
-                .filter(|o| o.except.as_deref() != Some(&member.id))
-            {
-                match pending.get_mut(&member.id) {
+                match holding.and_then(|(session, _)| pending.get_mut(session)) {
                     Some(waiting) => waiting.push(out.clone()),
+                    // A socket closing under us misses nothing: history is stored.
                     None => {
-                        let _ = ws.send_with_str(&out.text);
+                        let _ = text.send(&ws);
                     }
                 }
             }
@@ -627,15 +674,23 @@ impl RoomHub {
 
     /// Distinct users with an open socket here or (for the root) on any shard.
     fn online_users(&self) -> std::result::Result<Vec<String>, ApiError> {
-        let mut users: BTreeSet<String> = self
-            .open_members()
-            .into_iter()
-            .map(|(_, m)| m.user)
-            .collect();
+        let mut users: BTreeSet<String> = self.roster().users().map(str::to_owned).collect();
         if let Ok(room) = &self.room {
             users.extend(room.remote_users().map_err(internal_error)?);
         }
         Ok(users.into_iter().collect())
+    }
+
+    fn roster(&self) -> RefMut<'_, Roster> {
+        RefMut::map(self.roster.borrow_mut(), |roster| {
+            roster.get_or_insert_with(|| {
+                let mut fresh = Roster::default();
+                for (_, member) in self.open_members() {
+                    fresh.add(&member.id, &member.user);
+                }
+                fresh
+            })
+        })
     }
 
     fn open_members(&self) -> Vec<(WebSocket, Member)> {
@@ -701,8 +756,8 @@ impl RoomHub {
             .map_err(|e| ApiError::unavailable(e.clone()))
     }
 
-    fn config(&self) -> std::result::Result<Config, ApiError> {
-        config(&self.env)
+    fn config(&self) -> std::result::Result<&Config, ApiError> {
+        cached_config(&self.config, &self.env)
     }
 }
 

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS room_remote (
     user TEXT NOT NULL,
     shard INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS room_remote_user ON room_remote (user);
 CREATE TABLE IF NOT EXISTS room_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS room_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
@@ -99,6 +100,15 @@ impl RoomSql {
     /// Users with a socket on some shard.
     pub fn remote_users(&self) -> Result<Vec<String>> {
         self.users("SELECT DISTINCT user FROM room_remote", vec![])
+    }
+
+    /// Whether `user` has a socket on some shard.
+    pub fn remote_user_present(&self, user: &str) -> Result<bool> {
+        let found = self.users(
+            "SELECT user FROM room_remote WHERE user = ? LIMIT 1",
+            vec![user.into()],
+        )?;
+        Ok(!found.is_empty())
     }
 
     pub fn add_remote(&self, session: &str, user: &str, shard: u64) -> Result<()> {

@@ -8,7 +8,7 @@
 //! Decisions are made by [`crate::hub::Hub`]; this file carries out its effects and keeps
 //! the object's single alarm at the hub's next deadline.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{OnceCell, RefCell, RefMut};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -21,8 +21,8 @@ use worker::{
 
 use super::sql_inbox::SqlInbox;
 use super::{
-    attached, close_reply, config, header, internal, internal_error, log, now_ms, number_header,
-    random_id, required_header, Alarm,
+    attached, cached_config, close_reply, header, internal, internal_error, log, now_ms,
+    number_header, random_id, required_header, Alarm, SharedText,
 };
 use crate::attention::Preferences;
 use crate::config::Config;
@@ -41,6 +41,7 @@ pub struct UserHub {
     inbox: std::result::Result<RefCell<SqlInbox>, InboxError>,
     /// The object's one alarm, set at the hub's next deadline.
     alarm: Alarm,
+    config: OnceCell<Config>,
 }
 
 impl DurableObject for UserHub {
@@ -59,6 +60,7 @@ impl DurableObject for UserHub {
             env,
             inbox,
             alarm: Alarm::new(),
+            config: OnceCell::new(),
         }
     }
 
@@ -212,7 +214,7 @@ impl UserHub {
         let since = arrival.since;
         let config = self.config()?;
         let open_sockets = self.open_sockets().len();
-        let admission = self.with_hub(&config, |hub| {
+        let admission = self.with_hub(config, |hub| {
             hub.connect(arrival, open_sockets, now_ms())
                 .map_err(hub::HubError::from)
         })?;
@@ -271,7 +273,7 @@ impl UserHub {
     async fn store(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let drafts: Vec<Draft> = json_body(&mut req).await?;
         let config = self.config()?;
-        let (receipts, effects) = self.with_hub(&config, |hub| {
+        let (receipts, effects) = self.with_hub(config, |hub| {
             hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
         })?;
         self.apply(None, effects);
@@ -284,7 +286,7 @@ impl UserHub {
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let request = hub::page_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let config = self.config()?;
-        let page = self.with_hub(&config, |hub| hub.page(&request, now_ms()))?;
+        let page = self.with_hub(config, |hub| hub.page(&request, now_ms()))?;
         Response::from_json(&page).map_err(internal_error)
     }
 
@@ -292,7 +294,7 @@ impl UserHub {
     async fn mark_read(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let request: ReadRequest = json_body(&mut req).await?;
         let config = self.config()?;
-        let (outcome, effects) = self.with_hub(&config, |hub| hub.read(&request, now_ms()))?;
+        let (outcome, effects) = self.with_hub(config, |hub| hub.read(&request, now_ms()))?;
         self.apply(None, effects);
         Response::from_json(&outcome).map_err(internal_error)
     }
@@ -301,7 +303,7 @@ impl UserHub {
     fn delete(&self, req: &Request) -> std::result::Result<Response, ApiError> {
         let id = required_header(req, internal::ID)?;
         let config = self.config()?;
-        let (seq, effects) = self.with_hub(&config, |hub| hub.delete(&id, now_ms()))?;
+        let (seq, effects) = self.with_hub(config, |hub| hub.delete(&id, now_ms()))?;
         self.apply(None, effects);
         Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(internal_error)
     }
@@ -309,9 +311,8 @@ impl UserHub {
     /// `GET /v1/preferences`.
     fn get_preferences(&self) -> std::result::Result<Response, ApiError> {
         let config = self.config()?;
-        let preferences = self.with_hub(&config, |hub| {
-            hub.preferences().map_err(hub::HubError::from)
-        })?;
+        let preferences =
+            self.with_hub(config, |hub| hub.preferences().map_err(hub::HubError::from))?;
         Response::from_json(&preferences).map_err(internal_error)
     }
 
@@ -320,7 +321,7 @@ impl UserHub {
         let body = req.bytes().await.map_err(internal_error)?;
         let preferences = Preferences::parse(&body)?;
         let config = self.config()?;
-        let effects = self.with_hub(&config, |hub| {
+        let effects = self.with_hub(config, |hub| {
             hub.set_preferences(preferences.clone(), now_ms())
                 .map_err(hub::HubError::from)
         })?;
@@ -352,7 +353,7 @@ impl UserHub {
             .iter()
             .map(|(ws, session)| SocketView::of(session, self.last_ping(ws)))
             .collect();
-        let next = self.with_hub(&config, |hub| {
+        let next = self.with_hub(config, |hub| {
             hub.next_deadline(&sockets, now_ms())
                 .map_err(hub::HubError::from)
         })?;
@@ -394,10 +395,10 @@ impl UserHub {
         for effect in effects {
             let result = match (effect, origin) {
                 (Effect::Broadcast(frame), _) => {
-                    let text = frame.to_json();
+                    let text = SharedText::new(&frame.to_json());
                     for ws in self.state.get_websockets() {
                         // A socket closing under us misses nothing: the item is stored.
-                        let _ = ws.send_with_str(&text);
+                        let _ = text.send(&ws);
                     }
                     Ok(())
                 }
@@ -431,8 +432,8 @@ impl UserHub {
         }
     }
 
-    fn config(&self) -> std::result::Result<Config, ApiError> {
-        config(&self.env)
+    fn config(&self) -> std::result::Result<&Config, ApiError> {
+        cached_config(&self.config, &self.env)
     }
 }
 

@@ -1,0 +1,200 @@
+//! Room fan-out: what a busy room packs together, what stays apart and in order, what a
+//! joining socket still needs after its first frames, and when a publish waits to gather.
+
+use herald::fanout::{coalesce, Outgoing, Pace, BUSY_FOR_MS, GATHER_MS};
+use herald::frame::{BatchReason, PresenceAction, ServerFrame};
+use herald::inbox::{Notification, Priority, Seq};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn item(seq: Seq) -> Notification {
+    Notification {
+        id: format!("msg_{seq}"),
+        seq,
+        event: "task.updated".into(),
+        title: None,
+        body: None,
+        data: None,
+        priority: Priority::default(),
+        actor: None,
+        room: Some("project:42".into()),
+        created_at: T0,
+        expires_at: None,
+        read: false,
+    }
+}
+
+fn notification(seq: Seq) -> Outgoing {
+    Outgoing::to_all(ServerFrame::Notification(item(seq)))
+}
+
+fn typing(from: &str) -> Outgoing {
+    Outgoing::to_others(
+        ServerFrame::Typing {
+            user: "alice".into(),
+        },
+        from,
+    )
+}
+
+/// Each frame as a short label: `n3`, `burst[1,2]`, `message4`, `typing`, `joined`.
+fn labels(frames: &[Outgoing]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|out| match &out.frame {
+            ServerFrame::Notification(n) => format!("n{}", n.seq),
+            ServerFrame::Message(n) => format!("message{}", n.seq),
+            ServerFrame::Batch { reason, items } => {
+                let seqs: Vec<String> = items.iter().map(|n| n.seq.to_string()).collect();
+                format!("{reason:?}[{}]", seqs.join(",")).to_lowercase()
+            }
+            ServerFrame::Typing { .. } => "typing".into(),
+            ServerFrame::Presence { .. } => "presence".into(),
+            other => panic!("unexpected frame {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_of_notifications_becomes_one_burst_batch_in_order() {
+    let packed = coalesce((1..=5).map(notification).collect());
+    assert_eq!(labels(&packed), ["burst[1,2,3,4,5]"]);
+    assert_eq!(packed[0].except, None);
+    let text = packed[0].frame.to_json();
+    assert!(text.starts_with(r#"{"type":"batch","reason":"burst","items":[{"id":"msg_1""#));
+}
+
+#[test]
+fn a_lone_notification_stays_a_notification() {
+    assert_eq!(labels(&coalesce(vec![notification(7)])), ["n7"]);
+    assert!(coalesce(Vec::new()).is_empty());
+}
+
+#[test]
+fn other_frames_keep_their_place_and_split_runs() {
+    let message = Outgoing::to_all(ServerFrame::Message(item(3)));
+    let joined = Outgoing::to_all(ServerFrame::Presence {
+        action: PresenceAction::Joined,
+        user: Some("bob".into()),
+        users: None,
+    });
+    let frames = vec![
+        notification(1),
+        notification(2),
+        message,
+        notification(4),
+        typing("ses_a"),
+        notification(5),
+        notification(6),
+        joined,
+        notification(7),
+    ];
+    assert_eq!(
+        labels(&coalesce(frames)),
+        [
+            "burst[1,2]",
+            "message3",
+            "n4",
+            "typing",
+            "burst[5,6]",
+            "presence",
+            "n7"
+        ]
+    );
+}
+
+#[test]
+fn a_frame_that_skips_a_socket_is_never_packed_with_frames_for_everyone() {
+    let mut for_others = notification(2);
+    for_others.except = Some("ses_a".into());
+    let packed = coalesce(vec![notification(1), for_others, notification(3)]);
+    assert_eq!(labels(&packed), ["n1", "n2", "n3"]);
+    assert_eq!(packed[1].except.as_deref(), Some("ses_a"));
+}
+
+fn announce(action: PresenceAction, user: &str) -> Outgoing {
+    Outgoing::to_others(
+        ServerFrame::Presence {
+            action,
+            user: Some(user.into()),
+            users: None,
+        },
+        &format!("ses_{user}"),
+    )
+}
+
+#[test]
+fn joins_announced_together_become_one_presence_frame_for_everyone() {
+    let packed = coalesce(vec![
+        announce(PresenceAction::Joined, "ann"),
+        announce(PresenceAction::Joined, "bob"),
+        announce(PresenceAction::Joined, "cat"),
+        announce(PresenceAction::Left, "dan"),
+        announce(PresenceAction::Left, "eve"),
+        typing("ses_x"),
+        announce(PresenceAction::Joined, "fay"),
+    ]);
+    assert_eq!(packed.len(), 4);
+    assert_eq!(
+        packed[0],
+        Outgoing::to_all(ServerFrame::Presence {
+            action: PresenceAction::Joined,
+            user: None,
+            users: Some(vec!["ann".into(), "bob".into(), "cat".into()]),
+        })
+    );
+    assert_eq!(
+        packed[1].frame.to_json(),
+        r#"{"type":"presence","action":"left","users":["dan","eve"]}"#
+    );
+    assert_eq!(packed[2], typing("ses_x"));
+    assert_eq!(
+        packed[3],
+        announce(PresenceAction::Joined, "fay"),
+        "a lone announcement still skips its own socket"
+    );
+}
+
+#[test]
+fn a_joining_socket_gets_only_what_its_first_frames_did_not_cover() {
+    let latest = 4;
+    assert_eq!(notification(4).after(latest), None, "already in its replay");
+    assert_eq!(notification(5).after(latest), Some(notification(5)));
+    let message = Outgoing::to_all(ServerFrame::Message(item(3)));
+    assert_eq!(message.after(latest), None);
+
+    let burst = coalesce((2..=7).map(notification).collect());
+    let rest = burst[0].after(latest).expect("items 5 to 7 are new");
+    assert_eq!(labels(&[rest]), ["burst[5,6,7]"]);
+    assert_eq!(burst[0].after(7), None, "every item covered");
+
+    // Frames outside the history pass unchanged.
+    assert_eq!(typing("ses_a").after(latest), Some(typing("ses_a")));
+}
+
+#[test]
+fn outgoing_frames_travel_to_shards_as_json_and_back() {
+    let frames = vec![notification(1), typing("ses_a")];
+    let text = serde_json::to_string(&frames).unwrap();
+    let back: Vec<Outgoing> = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, frames);
+    assert!(!text.contains(r#""except":null"#));
+}
+
+#[test]
+fn a_publish_waits_to_gather_only_while_the_room_is_busy() {
+    let mut pace = Pace::default();
+    assert_eq!(pace.wait_ms(T0), 0, "a quiet room sends at once");
+    pace.sent(T0);
+    assert_eq!(pace.wait_ms(T0), GATHER_MS);
+    assert_eq!(pace.wait_ms(T0 + BUSY_FOR_MS - 1), GATHER_MS);
+    assert_eq!(pace.wait_ms(T0 + BUSY_FOR_MS), 0, "busy no longer");
+}
+
+#[test]
+fn burst_is_a_batch_reason_on_the_wire() {
+    assert_eq!(
+        serde_json::to_string(&BatchReason::Burst).unwrap(),
+        r#""burst""#
+    );
+}
