@@ -23,7 +23,7 @@ use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
 use super::{
     attached, cached_config, close_reply, error_response, internal, internal_error, log, now_ms,
-    number_header, random_id, required_header, Alarm, SharedText,
+    number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::config::Config;
 use crate::error::ApiError;
@@ -620,14 +620,18 @@ impl RoomHub {
     }
 
     /// Sends to this object's own sockets, holding frames for sockets still joining.
-    /// Each frame is serialized and copied into JavaScript once, whatever the socket count,
-    /// and the sockets to skip or hold are found by their session tags.
+    /// Each frame is serialized once, whatever the socket count. The sockets to skip or
+    /// hold are found by their session tags.
     fn send_local(&self, frames: &[Outgoing]) {
-        let texts: Vec<SharedText> = frames
-            .iter()
-            .map(|out| SharedText::new(&out.frame.to_json()))
-            .collect();
+        let texts: Vec<String> = frames.iter().map(|out| out.frame.to_json()).collect();
         let mut pending = self.pending.borrow_mut();
+        // The hot path: a plain fan-out to everyone, one crossing into JavaScript per frame.
+        if pending.is_empty() && frames.iter().all(|out| out.except.is_none()) {
+            for text in &texts {
+                send_to_all(&self.state, text);
+            }
+            return;
+        }
         let tagged = |session: &str| self.state.get_websockets_with_tag(session).pop();
         let held: Vec<(String, WebSocket)> = pending
             .keys()
@@ -651,7 +655,7 @@ impl RoomHub {
                     Some(waiting) => waiting.push(out.clone()),
                     // A socket closing under us misses nothing: history is stored.
                     None => {
-                        let _ = text.send(&ws);
+                        let _ = ws.send_with_str(text);
                     }
                 }
             }

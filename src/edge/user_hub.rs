@@ -22,7 +22,7 @@ use worker::{
 use super::sql_inbox::SqlInbox;
 use super::{
     attached, cached_config, close_reply, header, internal, internal_error, log, now_ms,
-    number_header, random_id, required_header, Alarm, SharedText,
+    number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::attention::Preferences;
 use crate::config::Config;
@@ -395,11 +395,7 @@ impl UserHub {
         for effect in effects {
             let result = match (effect, origin) {
                 (Effect::Broadcast(frame), _) => {
-                    let text = SharedText::new(&frame.to_json());
-                    for ws in self.state.get_websockets() {
-                        // A socket closing under us misses nothing: the item is stored.
-                        let _ = text.send(&ws);
-                    }
+                    send_to_all(&self.state, &frame.to_json());
                     Ok(())
                 }
                 (Effect::Reply(frame), Some((ws, _))) => ws.send_with_str(frame.to_json()),
