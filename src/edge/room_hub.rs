@@ -73,7 +73,7 @@ pub struct RoomHub {
     roster: RefCell<Option<Roster>>,
     /// Root only: frames gathered for the next fan-out while the room is busy.
     outbox: RefCell<Vec<Outgoing>>,
-    /// Root only: when the last fan-out finished.
+    /// Root only: when the last fan-out began.
     pace: Cell<Pace>,
     /// Root only: the alarm at the earliest pending departure or retention deadline.
     alarm: Alarm,
@@ -580,10 +580,10 @@ impl RoomHub {
             Delay::from(Duration::from_millis(wait)).await;
         }
         let frames = coalesce(std::mem::take(&mut *self.outbox.borrow_mut()));
-        self.send_local(&frames);
         let mut pace = self.pace.get();
         pace.sent(now_ms());
         self.pace.set(pace);
+        self.send_local(&frames);
         self.send_to_shards(&frames).await
     }
 
