@@ -1,7 +1,9 @@
-// Turns the raw results of bench/run.mjs into bench/results/<name>.md (tables of medians
-// across rounds, Herald/peer ratios), keeps the raw JSON next to it (<name>.json), and
-// draws SVG plots by hand: latency percentiles vs publish rate per target
-// (<name>-latency-<target>.svg) and deliveries/s vs subscribers (<name>-throughput.svg).
+// Turns the raw results of bench/run.mjs into bench/results/<name>.md (the issue's
+// targets checked first, then tables of medians across rounds per scenario, Herald/peer
+// ratios where peers ran the same case, Herald-only tables where they did not), keeps the
+// raw JSON next to it (<name>.json), and draws SVG plots by hand: latency percentiles vs
+// publish rate per target (<name>-latency-<target>.svg) and deliveries/s vs subscribers
+// (<name>-throughput.svg), both for the stepped-rate scenarios.
 //
 // Used by run.mjs (writeRaw after every run, writeReport at the end); can also be run on
 // its own to redraw a report from its JSON:
@@ -18,6 +20,29 @@ export const TARGET_LABEL = {
   ws: "Node ws",
 };
 const TARGET_COLOR = { herald: "#d9480f", jsdo: "#1971c2", socketio: "#2f9e44", ws: "#7048e8" };
+// Scenarios measured in rate steps (latency plots, the steps tables), and those summarised
+// per case and target; `resume` and `coldwake` have tables of their own.
+const STEPPED = ["fanout", "devices"];
+const PER_CASE = [...STEPPED, "connect"];
+
+// Issue 7's targets, checked at the top of every report. The fan-out, latency and memory
+// targets compare Herald with its peers: the thresholds here ask Herald to at least match
+// them; the resume and cold-wake targets are absolute.
+export const GOALS = {
+  // The room size the fan-out targets are stated for.
+  subscribers: 1000,
+  // Herald's deliveries/s at p99 ≤ the limit, divided by the peer's: at least this.
+  minDeliveriesRatio: 1,
+  // p99 at 20,000 deliveries/s: 1,000 subscribers × this many publishes/s.
+  p99Rate: 20,
+  // Herald's p99 there, divided by the JS Durable Object's: at most this.
+  maxP99Ratio: 1,
+  // Herald's memory per connection divided by the JS Durable Object's: at most this.
+  maxMemoryRatio: 1,
+  resumeItems: 10_000,
+  resumeMs: 1000,
+  coldWakeMs: 50,
+};
 const PCT = [
   { key: "p50_ms", label: "p50", color: "#2f9e44", dash: "" },
   { key: "p90_ms", label: "p90", color: "#1971c2", dash: "" },
@@ -48,7 +73,21 @@ function fmtRatio(x) {
 
 const ratio = (a, b) => (a !== null && b !== null && b !== 0 ? a / b : null);
 const caseKey = (c) => `${c.scenario}/${c.subscribers}`;
-const caseLabel = (c) => `${c.scenario}, ${c.subscribers.toLocaleString("en-US")} subscribers`;
+const count = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "?");
+export function caseLabel(c) {
+  switch (c.scenario) {
+    case "devices":
+      return `devices, one user × ${count(c.subscribers)} sockets`;
+    case "connect":
+      return `connect, ${count(c.subscribers)} sockets`;
+    case "resume":
+      return `resume, ${count(c.items)} items`;
+    case "coldwake":
+      return `coldwake, ${count(c.idle_seconds)} s idle`;
+    default:
+      return `${c.scenario}, ${count(c.subscribers)} subscribers`;
+  }
+}
 const ok = (run) => !run.error && run.steps.length > 0;
 
 /** Steps that count for "deliveries/s at p99 ≤ limit": within the limit and ≥ 99 % delivered. */
@@ -62,14 +101,16 @@ function qualifies(step, limitMs) {
 }
 
 /**
- * Everything the report shows, computed from the raw data: per case (scenario +
- * subscribers) and target, the medians across rounds per rate, and per-run summaries.
+ * The per-case part of the report, computed from the raw data: per case (scenario +
+ * subscribers, for the scenarios in PER_CASE) and target, the medians across rounds per
+ * rate, and per-run summaries.
  */
 export function summarize(data) {
   const limitMs = data.config?.p99_limit_ms ?? 100;
   const cases = [];
   const seen = new Map();
-  for (const run of data.runs) {
+  const perCaseRuns = data.runs.filter((r) => PER_CASE.includes(r.scenario));
+  for (const run of perCaseRuns) {
     const key = caseKey(run);
     if (!seen.has(key)) {
       seen.set(key, { scenario: run.scenario, subscribers: run.subscribers, rates: [] });
@@ -79,16 +120,17 @@ export function summarize(data) {
     const rates = [...(run.rates ?? []), ...run.steps.map((s) => s.rate)].filter((x) => typeof x === "number");
     cs.rates = [...new Set([...cs.rates, ...rates])].sort((a, b) => a - b);
   }
-  cases.sort((a, b) => a.scenario.localeCompare(b.scenario) || a.subscribers - b.subscribers);
-  const targets = TARGET_ORDER.filter((t) => data.runs.some((r) => r.target === t)).concat(
-    [...new Set(data.runs.map((r) => r.target))].filter((t) => !TARGET_ORDER.includes(t)),
+  cases.sort((a, b) => PER_CASE.indexOf(a.scenario) - PER_CASE.indexOf(b.scenario) || a.subscribers - b.subscribers);
+  const targets = TARGET_ORDER.filter((t) => perCaseRuns.some((r) => r.target === t)).concat(
+    [...new Set(perCaseRuns.map((r) => r.target))].filter((t) => !TARGET_ORDER.includes(t)),
   );
 
   const byCase = new Map();
   for (const c of cases) {
     const perTarget = new Map();
     for (const target of targets) {
-      const runs = data.runs.filter((r) => r.target === target && caseKey(r) === caseKey(c));
+      const runs = perCaseRuns.filter((r) => r.target === target && caseKey(r) === caseKey(c));
+      if (runs.length === 0) continue; // a case the target was not run in
       const good = runs.filter(ok);
       const rates = [...new Set(good.flatMap((r) => r.steps.map((s) => s.rate)))]
         .filter((x) => typeof x === "number")
@@ -128,11 +170,130 @@ export function summarize(data) {
         rss_before_kb: median(good.map((r) => r.metrics?.rss_before_kb)),
         connect_p50_ms: median(good.map((r) => r.steps[0]?.connect_p50_ms)),
         connect_p99_ms: median(good.map((r) => r.steps[0]?.connect_p99_ms)),
+        connect_max_ms: median(good.map((r) => r.steps[0]?.connect_max_ms)),
+        connected: median(good.map((r) => r.steps[0]?.connected)),
+        connect_total_ms: median(good.map((r) => r.steps[0]?.total_ms)),
       });
     }
     byCase.set(caseKey(c), perTarget);
   }
   return { limitMs, cases, targets, byCase };
+}
+
+/**
+ * `resume` runs, per stored item count: every replay of every round pooled, and their
+ * median. A replay that missed items makes its run fail (the load generator exits 1).
+ */
+export function summarizeResume(data) {
+  const runs = data.runs.filter((r) => r.scenario === "resume");
+  const sizes = [...new Set(runs.map((r) => r.items ?? r.steps[0]?.items))].filter((x) => typeof x === "number").sort((a, b) => a - b);
+  return sizes.map((items) => {
+    const mine = runs.filter((r) => (r.items ?? r.steps[0]?.items) === items);
+    const good = mine.filter(ok);
+    const replays = good.flatMap((r) => r.steps[0].repeats ?? []);
+    return {
+      items,
+      runs: mine.length,
+      failed: mine.length - good.length,
+      replays: replays.length,
+      complete: replays.length > 0 && replays.every((m) => m.items === items),
+      ms: replays.map((m) => m.ms),
+      median_ms: median(replays.map((m) => m.ms)),
+      median_items_per_s: median(replays.map((m) => m.items_per_s)),
+      store_ms: median(good.map((r) => r.steps[0].store_ms)),
+    };
+  });
+}
+
+/** `coldwake` runs per target: every repeat of every round pooled, and the medians. */
+export function summarizeColdwake(data) {
+  const runs = data.runs.filter((r) => r.scenario === "coldwake");
+  const targets = TARGET_ORDER.filter((t) => runs.some((r) => r.target === t));
+  return targets.map((target) => {
+    const mine = runs.filter((r) => r.target === target);
+    const good = mine.filter(ok);
+    const wakes = good.flatMap((r) => r.steps[0].repeats ?? []);
+    return {
+      target,
+      runs: mine.length,
+      failed: mine.length - good.length,
+      idle_seconds: median(good.map((r) => r.steps[0].idle_seconds)),
+      publish_to: good[0]?.steps[0].publish_to ?? null,
+      cold_ms: wakes.map((w) => w.cold_ms),
+      warm_ms: wakes.map((w) => w.warm_ms),
+      median_cold_ms: median(wakes.map((w) => w.cold_ms)),
+      median_warm_ms: median(wakes.map((w) => w.warm_ms)),
+    };
+  });
+}
+
+const verdict = (met) => (met === null ? "not measured" : met ? "**yes**" : "**no**");
+
+/**
+ * The rows of the targets table: what was measured against each of GOALS, the threshold,
+ * and whether it was met (null when the run did not measure it).
+ */
+export function goals(summary, resume, coldwake) {
+  const rows = [];
+  const fanout = summary.byCase.get(`fanout/${GOALS.subscribers}`);
+  const herald = fanout?.get("herald");
+  const room = `Room fan-out, ${count(GOALS.subscribers)} subscribers`;
+  for (const peer of ["jsdo", "socketio"]) {
+    const other = fanout?.get(peer);
+    const r = ratio(herald?.best_dps ?? null, other?.best_dps ?? null);
+    rows.push({
+      what: `${room}: deliveries/s at p99 ≤ ${summary.limitMs} ms, Herald / ${TARGET_LABEL[peer]}`,
+      value: r === null ? "–" : `${fmtRatio(r)} (${fmt(herald.best_dps, 0)} / ${fmt(other.best_dps, 0)})`,
+      threshold: `≥ ${fmtRatio(GOALS.minDeliveriesRatio)}`,
+      met: r === null ? null : r >= GOALS.minDeliveriesRatio,
+    });
+  }
+
+  const at = (t) => fanout?.get(t)?.perRate.find((x) => x.rate === GOALS.p99Rate)?.p99_ms ?? null;
+  const [hp99, jp99] = [at("herald"), at("jsdo")];
+  const p99Ratio = ratio(hp99, jp99);
+  rows.push({
+    what:
+      `p99 at ${count(GOALS.subscribers * GOALS.p99Rate)} deliveries/s ` +
+      `(${count(GOALS.subscribers)} subscribers × ${GOALS.p99Rate}/s), Herald vs JS Durable Object`,
+    value: p99Ratio === null ? "–" : `${fmt(hp99)} vs ${fmt(jp99)} ms (${fmtRatio(p99Ratio)})`,
+    threshold: `Herald ≤ ${fmtRatio(GOALS.maxP99Ratio)} JS DO`,
+    met: p99Ratio === null ? null : p99Ratio <= GOALS.maxP99Ratio,
+  });
+
+  // Memory from the largest connect case (sockets held open, nothing else going on), or
+  // else from the fan-out case.
+  const memoryCases = [
+    ...summary.cases.filter((c) => c.scenario === "connect").sort((a, b) => b.subscribers - a.subscribers),
+    ...summary.cases.filter((c) => c.scenario === "fanout" && c.subscribers === GOALS.subscribers),
+  ];
+  const memory = memoryCases
+    .map((c) => ({ c, h: summary.byCase.get(caseKey(c)).get("herald"), j: summary.byCase.get(caseKey(c)).get("jsdo") }))
+    .find(({ h, j }) => ratio(h?.mem_kb_per_conn ?? null, j?.mem_kb_per_conn ?? null) !== null);
+  const memRatio = memory ? ratio(memory.h.mem_kb_per_conn, memory.j.mem_kb_per_conn) : null;
+  rows.push({
+    what: `Memory per connection, Herald / JS Durable Object${memory ? ` (${caseLabel(memory.c)})` : ""}`,
+    value: memory ? `${fmtRatio(memRatio)} (${fmt(memory.h.mem_kb_per_conn)} / ${fmt(memory.j.mem_kb_per_conn)} KB)` : "–",
+    threshold: `≤ ${fmtRatio(GOALS.maxMemoryRatio)}`,
+    met: memory ? memRatio <= GOALS.maxMemoryRatio : null,
+  });
+
+  const replay = resume.find((r) => r.items === GOALS.resumeItems);
+  rows.push({
+    what: `Resume of ${count(GOALS.resumeItems)} items (\`?since=0\` until \`synced\`), median`,
+    value: replay?.median_ms != null ? `${fmt(replay.median_ms)} ms${replay.complete ? "" : " (items missing)"}` : "–",
+    threshold: `< ${count(GOALS.resumeMs)} ms`,
+    met: replay?.median_ms != null ? replay.complete && replay.median_ms < GOALS.resumeMs : null,
+  });
+
+  const wake = coldwake.find((w) => w.target === "herald");
+  rows.push({
+    what: "Cold wake: publish to delivery through an evicted user object, Herald, median",
+    value: wake?.median_cold_ms != null ? `${fmt(wake.median_cold_ms)} ms (warm ${fmt(wake.median_warm_ms)} ms)` : "–",
+    threshold: `< ${count(GOALS.coldWakeMs)} ms`,
+    met: wake?.median_cold_ms != null ? wake.median_cold_ms < GOALS.coldWakeMs : null,
+  });
+  return rows;
 }
 
 /** p99 of two targets at the highest rate both measured (medians across rounds). */
@@ -310,7 +471,7 @@ export function latencySvg(summary, target, title) {
 
 /** Best deliveries/s within the p99 limit vs subscribers, one line per target, per scenario. */
 export function throughputSvg(summary, title) {
-  const scenarios = [...new Set(summary.cases.map((c) => c.scenario))].filter((s) => s !== "connect");
+  const scenarios = STEPPED.filter((s) => summary.cases.some((c) => c.scenario === s));
   const pw = 460;
   const ph = 280;
   const left = 80;
@@ -359,7 +520,10 @@ function table(header, rows) {
 
 export function markdown(data, summary, files) {
   const { limitMs, cases, targets, byCase } = summary;
+  const resume = summarizeResume(data);
+  const coldwake = summarizeColdwake(data);
   const peers = targets.filter((t) => t !== "herald");
+  const label = (t) => TARGET_LABEL[t] ?? t;
   const c = data.config ?? {};
   const lines = [];
   lines.push(`# Herald vs peers: ${data.name}`);
@@ -367,18 +531,33 @@ export function markdown(data, summary, files) {
   lines.push(
     `Profile \`${data.profile}\`, ${c.rounds} round${c.rounds === 1 ? "" : "s"}, targets alternated within each round, ` +
       `${c.seconds} s per rate step, p99 limit ${limitMs} ms. Started ${data.started_at}` +
-      (data.finished_at ? `, finished ${data.finished_at}` : " (not finished)") + ".",
+      (data.finished_at ? `, finished ${data.finished_at}` : " (not finished)") + "." +
+      (c.only ? ` Only the cases ${c.only.map((x) => `\`${x}\``).join(", ")} were run.` : ""),
   );
   lines.push("");
   const h = data.host ?? {};
   lines.push(
     `Host: ${h.cpu_model ?? "?"} × ${h.cpus ?? "?"} CPUs, Linux ${h.kernel ?? "?"}, Node ${data.node ?? "?"}; ` +
       `${Object.entries(data.versions ?? {}).map(([k, v]) => `${k} ${v}`).join(", ")}. ` +
-      `Each target runs in its own process pinned to CPU ${c.target_cpu ?? 0} ` +
-      `(workerd, the child of the Miniflare process, pinned too), the load generator ` +
-      `(\`${c.loadgen ?? "loadgen"}\`) pinned to CPU ${c.loadgen_cpu ?? 1}; everything on 127.0.0.1.`,
+      (c.pinned === false
+        ? `Each target runs in its own process and the load generator (\`${c.loadgen ?? "loadgen"}\`) ` +
+          "beside it, unpinned (--no-pin): figures from a shared machine; everything on 127.0.0.1."
+        : `Each target runs in its own process pinned to CPU ${c.target_cpu ?? 0} ` +
+          `(workerd, the child of the Miniflare process, pinned too), the load generator ` +
+          `(\`${c.loadgen ?? "loadgen"}\`) pinned to CPU ${c.loadgen_cpu ?? 1}; everything on 127.0.0.1.`),
   );
   lines.push("");
+
+  lines.push("## Targets");
+  lines.push("");
+  lines.push(
+    table(
+      ["target", "measured", "threshold", "met"],
+      goals(summary, resume, coldwake).map((g) => [g.what, g.value, g.threshold, verdict(g.met)]),
+    ),
+  );
+  lines.push("");
+
   lines.push("How to read it:");
   lines.push("");
   lines.push(
@@ -390,49 +569,75 @@ export function markdown(data, summary, files) {
       `the expected deliveries, per round (0 if none), then the median.`,
   );
   lines.push(
+    "- Herald may coalesce a hot room's notifications into one `batch` frame (reason `burst`); " +
+      "every item counts as one delivery, with its own latency. The peers send one frame per publish.",
+  );
+  lines.push(
     "- *CPU µs/delivery*: user+system CPU time of the target's process (workerd for Herald and " +
       "the JS Durable Object, the Node process for Socket.IO and ws) from the end of the first " +
       "step to the end of the last, divided by the deliveries of the steps in between (the " +
       "first step's share, which includes connecting, is left out; with one step, the whole run).",
   );
   lines.push(
-    "- *KB/conn*: RSS of that process when the first step ended minus its RSS before the load " +
-      "generator started (after one warm-up publish), divided by the subscribers. *peak* uses the " +
-      "highest RSS seen during the run instead.",
+    "- *KB/conn*: RSS of that process when the first step ended (for `connect`: with every socket " +
+      "open) minus its RSS before the load generator started (after one warm-up publish), divided " +
+      "by the sockets. *peak* uses the highest RSS seen during the run instead.",
   );
   lines.push("");
 
-  // Summary per case and target.
-  lines.push("## Summary");
-  lines.push("");
-  const summaryRows = [];
-  for (const cs of cases) {
-    for (const t of targets) {
-      const s = byCase.get(caseKey(cs)).get(t);
-      if (!s) continue;
-      summaryRows.push([
-        `${caseLabel(cs)}: ${TARGET_LABEL[t] ?? t}`,
-        fmt(s.best_dps, 0),
-        fmt(s.cpu_us_per_delivery),
-        fmt(s.mem_kb_per_conn),
-        fmt(s.mem_kb_per_conn_peak),
-        fmt(s.rss_before_kb / 1024, 1),
-        fmt(s.connect_p50_ms),
-        fmt(s.connect_p99_ms),
-        `${s.runs - s.failed}/${s.runs}`,
-      ]);
+  const summaryTable = (scenario) => {
+    const rows = [];
+    for (const cs of cases.filter((x) => x.scenario === scenario)) {
+      for (const t of targets) {
+        const s = byCase.get(caseKey(cs)).get(t);
+        if (!s) continue;
+        rows.push([
+          `${caseLabel(cs)}: ${label(t)}`,
+          fmt(s.best_dps, 0),
+          fmt(s.cpu_us_per_delivery),
+          fmt(s.mem_kb_per_conn),
+          fmt(s.mem_kb_per_conn_peak),
+          fmt(s.rss_before_kb / 1024, 1),
+          fmt(s.connect_p50_ms),
+          fmt(s.connect_p99_ms),
+          `${s.runs - s.failed}/${s.runs}`,
+        ]);
+      }
     }
-  }
-  lines.push(
-    table(
+    return table(
       ["case: target", `best deliveries/s (p99 ≤ ${limitMs} ms)`, "CPU µs/delivery", "KB/conn", "KB/conn (peak)", "idle RSS MB", "connect p50 ms", "connect p99 ms", "runs ok"],
-      summaryRows,
-    ),
-  );
-  lines.push("");
+      rows,
+    );
+  };
+  const present = (scenario) => cases.some((x) => x.scenario === scenario);
 
-  // Ratios.
-  if (targets.includes("herald") && peers.length) {
+  if (present("fanout")) {
+    lines.push("## Room fan-out");
+    lines.push("");
+    lines.push(
+      "Every subscriber in one room (Herald: each a user of its own on `/v1/rooms/{room}/connect`), " +
+        "publishes to the room at stepped open-loop rates.",
+    );
+    lines.push("");
+    lines.push(summaryTable("fanout"));
+    lines.push("");
+  }
+  if (present("devices")) {
+    lines.push("## One user's devices");
+    lines.push("");
+    lines.push(
+      "One user with several sockets (Herald: `/v1/connect?device=d1…`), publishes to the user " +
+        "(`to.users`) at stepped open-loop rates: every publish is stored in the user's inbox and " +
+        "pushed to every device. For the peers the same as fan-out to that many subscribers. " +
+        "With this few sockets, KB/conn is mostly noise.",
+    );
+    lines.push("");
+    lines.push(summaryTable("devices"));
+    lines.push("");
+  }
+
+  const stepped = cases.filter((x) => STEPPED.includes(x.scenario));
+  if (targets.includes("herald") && peers.length && stepped.length) {
     lines.push("## Herald / peer ratios");
     lines.push("");
     lines.push(
@@ -441,14 +646,14 @@ export function markdown(data, summary, files) {
     );
     lines.push("");
     const rows = [];
-    for (const cs of cases) {
+    for (const cs of stepped) {
       const hs = byCase.get(caseKey(cs)).get("herald");
       for (const p of peers) {
         const ps = byCase.get(caseKey(cs)).get(p);
         if (!hs || !ps) continue;
         const common = p99AtCommonRate(hs, ps);
         rows.push([
-          `${caseLabel(cs)}: Herald / ${TARGET_LABEL[p] ?? p}`,
+          `${caseLabel(cs)}: Herald / ${label(p)}`,
           `${fmtRatio(ratio(hs.best_dps, ps.best_dps))} (${fmt(hs.best_dps, 0)} / ${fmt(ps.best_dps, 0)})`,
           common
             ? `${fmtRatio(ratio(common.a, common.b))} at ${fmt(common.rate, 0)}/s (${fmt(common.a)} / ${fmt(common.b)} ms)`
@@ -467,55 +672,165 @@ export function markdown(data, summary, files) {
     lines.push("");
   }
 
-  // Plots.
-  lines.push("## Plots");
-  lines.push("");
-  if (files.throughput) lines.push(`![deliveries per second vs subscribers](${files.throughput})`, "");
-  for (const t of targets) {
-    if (files.latency?.[t]) lines.push(`![latency percentiles vs rate: ${TARGET_LABEL[t] ?? t}](${files.latency[t]})`, "");
-  }
-
-  // Per-case detail tables.
-  lines.push("## Steps (medians across rounds)");
-  for (const cs of cases) {
+  if (present("connect")) {
+    lines.push("## Connect");
     lines.push("");
-    lines.push(`### ${caseLabel(cs)}`);
+    lines.push(
+      "Opening the sockets (Herald: into one room, ready once `welcome` arrived), " +
+        "64 at a time; memory sampled while all of them are open.",
+    );
     lines.push("");
     const rows = [];
-    for (const t of targets) {
-      const s = byCase.get(caseKey(cs)).get(t);
-      if (!s) continue;
-      if (s.perRate.length === 0) rows.push([TARGET_LABEL[t] ?? t, "–", "0", ...Array(9).fill("–")]);
-      for (const r of s.perRate) {
+    const ratios = [];
+    for (const cs of cases.filter((x) => x.scenario === "connect")) {
+      const hs = byCase.get(caseKey(cs)).get("herald");
+      for (const t of targets) {
+        const s = byCase.get(caseKey(cs)).get(t);
+        if (!s) continue;
         rows.push([
-          TARGET_LABEL[t] ?? t,
-          fmt(r.rate, 0),
-          String(r.n),
-          fmt(r.deliveries_per_s, 0),
-          fmt(r.delivered_pct, 1),
-          fmt(r.p50_ms),
-          fmt(r.p90_ms),
-          fmt(r.p99_ms),
-          fmt(r.max_ms),
-          fmt(r.late_sends, 0),
-          fmt(r.cpu_us_per_delivery),
-          r.p99_ms !== null && r.p99_ms <= limitMs ? "yes" : "no",
+          `${caseLabel(cs)}: ${label(t)}`,
+          fmt(s.connected, 0),
+          fmt(s.connect_p50_ms),
+          fmt(s.connect_p99_ms),
+          fmt(s.connect_max_ms),
+          fmt(s.connect_total_ms, 0),
+          fmt(s.mem_kb_per_conn),
+          fmt(s.rss_before_kb / 1024, 1),
+          `${s.runs - s.failed}/${s.runs}`,
         ]);
+        if (hs && t !== "herald") {
+          ratios.push([
+            `${caseLabel(cs)}: Herald / ${label(t)}`,
+            `${fmtRatio(ratio(hs.mem_kb_per_conn, s.mem_kb_per_conn))} (${fmt(hs.mem_kb_per_conn)} / ${fmt(s.mem_kb_per_conn)} KB)`,
+            `${fmtRatio(ratio(hs.connect_p99_ms, s.connect_p99_ms))} (${fmt(hs.connect_p99_ms)} / ${fmt(s.connect_p99_ms)} ms)`,
+          ]);
+        }
       }
     }
     lines.push(
+      table(["case: target", "connected", "connect p50 ms", "connect p99 ms", "connect max ms", "all open after ms", "KB/conn", "idle RSS MB", "runs ok"], rows),
+    );
+    lines.push("");
+    if (ratios.length) {
+      lines.push(table(["case", "memory per connection", "connect p99"], ratios));
+      lines.push("");
+    }
+  }
+
+  if (resume.length) {
+    lines.push("## Resume (Herald only)");
+    lines.push("");
+    lines.push(
+      "One user's inbox filled through `POST /v1/publish` (100 messages per request), then a " +
+        "socket opened with `?since=0`, timed from the upgrade request until `synced`; every " +
+        "replay of every round pooled. The server runs with `INBOX_MAX_ITEMS` raised to the item " +
+        "count (the default keeps 1,000). The peers have no stored inbox to resume from.",
+    );
+    lines.push("");
+    lines.push(
       table(
-        ["target", "rate/s", "n", "deliveries/s", "delivered %", "p50 ms", "p90 ms", "p99 ms", "max ms", "late sends", "CPU µs/delivery ¹", `p99 ≤ ${limitMs}`],
-        rows,
+        ["items", "replays", "each, ms", "median ms", "median items/s", "all items replayed", "storing them took, ms", "runs ok"],
+        resume.map((r) => [
+          count(r.items),
+          String(r.replays),
+          r.ms.map((x) => fmt(x)).join(", ") || "–",
+          fmt(r.median_ms),
+          fmt(r.median_items_per_s, 0),
+          r.replays ? (r.complete ? "yes" : "no") : "–",
+          fmt(r.store_ms, 0),
+          `${r.runs - r.failed}/${r.runs}`,
+        ]),
       ),
     );
+    lines.push("");
   }
-  lines.push("");
-  lines.push(
-    "¹ CPU of the target during that step divided by its deliveries; the first step's also " +
-      "carries connecting the subscribers (and the wait before the first publish).",
-  );
-  lines.push("");
+
+  if (coldwake.length) {
+    lines.push("## Cold wake");
+    lines.push("");
+    lines.push(
+      "One subscriber, silent but for one `ping` halfway (answered by the runtime without waking " +
+        "the object) until workerd has evicted the object (about 10 s after its last event); then " +
+        "one publish (*cold*: the object starts again) and at once a second (*warm*), each timed " +
+        "from just before the publish request until the subscriber has it; a fresh socket per " +
+        "repeat, every repeat of every round pooled. Herald publishes to the user's inbox " +
+        "(`to.users`, a user socket), the common path; the JS Durable Object to its one room.",
+    );
+    lines.push("");
+    const rows = coldwake.map((w) => [
+      label(w.target),
+      w.publish_to ?? "–",
+      fmt(w.idle_seconds, 0),
+      w.cold_ms.map((x) => fmt(x)).join(", ") || "–",
+      w.warm_ms.map((x) => fmt(x)).join(", ") || "–",
+      fmt(w.median_cold_ms),
+      fmt(w.median_warm_ms),
+      `${w.runs - w.failed}/${w.runs}`,
+    ]);
+    lines.push(table(["target", "publishes to", "idle s", "cold, each ms", "warm, each ms", "cold median ms", "warm median ms", "runs ok"], rows));
+    lines.push("");
+    const hw = coldwake.find((w) => w.target === "herald");
+    const jw = coldwake.find((w) => w.target === "jsdo");
+    if (hw && jw) {
+      lines.push(
+        `Herald / JS Durable Object: cold ${fmtRatio(ratio(hw.median_cold_ms, jw.median_cold_ms))}, ` +
+          `warm ${fmtRatio(ratio(hw.median_warm_ms, jw.median_warm_ms))}.`,
+      );
+      lines.push("");
+    }
+  }
+
+  if (files.throughput || Object.keys(files.latency ?? {}).length) {
+    lines.push("## Plots");
+    lines.push("");
+    if (files.throughput) lines.push(`![deliveries per second vs subscribers](${files.throughput})`, "");
+    for (const t of targets) {
+      if (files.latency?.[t]) lines.push(`![latency percentiles vs rate: ${label(t)}](${files.latency[t]})`, "");
+    }
+  }
+
+  if (stepped.length) {
+    lines.push("## Steps (medians across rounds)");
+    for (const cs of stepped) {
+      lines.push("");
+      lines.push(`### ${caseLabel(cs)}`);
+      lines.push("");
+      const rows = [];
+      for (const t of targets) {
+        const s = byCase.get(caseKey(cs)).get(t);
+        if (!s) continue;
+        if (s.perRate.length === 0) rows.push([label(t), "–", "0", ...Array(9).fill("–")]);
+        for (const r of s.perRate) {
+          rows.push([
+            label(t),
+            fmt(r.rate, 0),
+            String(r.n),
+            fmt(r.deliveries_per_s, 0),
+            fmt(r.delivered_pct, 1),
+            fmt(r.p50_ms),
+            fmt(r.p90_ms),
+            fmt(r.p99_ms),
+            fmt(r.max_ms),
+            fmt(r.late_sends, 0),
+            fmt(r.cpu_us_per_delivery),
+            r.p99_ms !== null && r.p99_ms <= limitMs ? "yes" : "no",
+          ]);
+        }
+      }
+      lines.push(
+        table(
+          ["target", "rate/s", "n", "deliveries/s", "delivered %", "p50 ms", "p90 ms", "p99 ms", "max ms", "late sends", "CPU µs/delivery ¹", `p99 ≤ ${limitMs}`],
+          rows,
+        ),
+      );
+    }
+    lines.push("");
+    lines.push(
+      "¹ CPU of the target during that step divided by its deliveries; the first step's also " +
+        "carries connecting the subscribers (and the wait before the first publish).",
+    );
+    lines.push("");
+  }
 
   const failed = data.runs.filter((r) => !ok(r));
   if (failed.length) {
@@ -554,12 +869,14 @@ export function writeReport(data, outDir) {
   const jsonPath = writeRaw(data, outDir);
   const files = { json: basename(jsonPath), latency: {} };
   const written = [jsonPath];
-  if (summary.cases.some((c) => c.scenario !== "connect")) {
+  const stepped = summary.cases.filter((c) => STEPPED.includes(c.scenario));
+  if (stepped.length) {
     files.throughput = `${data.name}-throughput.svg`;
     writeAtomic(join(outDir, files.throughput), throughputSvg(summary, `Deliveries per second vs subscribers (${data.name})`));
     written.push(join(outDir, files.throughput));
   }
-  for (const t of summary.targets) {
+  const plotted = summary.targets.filter((t) => stepped.some((c) => summary.byCase.get(caseKey(c)).has(t)));
+  for (const t of plotted) {
     files.latency[t] = `${data.name}-latency-${t}.svg`;
     writeAtomic(join(outDir, files.latency[t]), latencySvg(summary, t, `${TARGET_LABEL[t] ?? t}: latency percentiles vs publish rate (median of rounds)`));
     written.push(join(outDir, files.latency[t]));

@@ -5,7 +5,7 @@
 // generator at target/release/loadgen (`cargo build --release -p herald-loadgen`) and the
 // peers' packages (`npm ci --prefix bench/peers`).
 //
-// For every round, every case of the profile (scenario × subscribers) and every target,
+// For every round, every case of the profile and every target the case applies to,
 // alternating targets (the order rotates each round), it starts the target in a fresh
 // process pinned to CPU 0 (`taskset -c 0`; for Herald and the JS Durable Object, workerd is
 // that process's child and is pinned too), sends one warm-up publish, samples the
@@ -13,15 +13,31 @@
 // end of every step and stops the target. bench/report.mjs then writes
 // bench/results/<date>-<profile>.{md,json} and SVG plots.
 //
+// Cases (the load generator's scenarios): `fanout` (one room, stepped publish rates),
+// `devices` (one user's 4 sockets, stepped rates), `connect` (open the sockets and hold
+// them while the target's memory is sampled), `resume` (Herald only: replay a stored
+// inbox with `?since=0`; the server gets INBOX_MAX_ITEMS = the case's items) and
+// `coldwake` (Herald and the JS Durable Object: a delivery through an evicted object). A
+// case may run in fewer rounds than the profile, and on fewer targets.
+//
+// Thousands of sockets need as many file descriptors in the load generator and in the
+// target: the runner raises its own soft RLIMIT_NOFILE to the hard limit when the largest
+// case needs it (its children inherit it) and refuses to start if even the hard limit is
+// too low. Over loopback the ephemeral ports (net.ipv4.ip_local_port_range, usually
+// 28,000 of them) are plenty for 5,000 sockets.
+//
 // Usage: node bench/run.mjs [--profile short|full] [--rounds N] [--targets herald,jsdo,socketio,ws]
+//                           [--cases fanout,devices/4,...] [--seconds N]
 //                           [--loadgen PATH] [--name NAME] [--out DIR] [--no-pin]
+//   --cases keeps the profile's cases whose scenario, or scenario/subscribers, is listed
+//   --rounds and --seconds override the profile's (a case's own rounds stay a maximum)
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, accessSync, constants } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeRaw, writeReport, TARGET_ORDER } from "./report.mjs";
+import { caseLabel, writeRaw, writeReport, TARGET_ORDER } from "./report.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const peers = join(root, "bench/peers");
@@ -34,6 +50,16 @@ const HERALD = {
   audience: "herald-test",
 };
 
+// A case: the loadgen scenario, `subscribers`, the fields its scenario needs (CASE_FIELDS),
+// and `rounds` (at most this many of the profile's rounds) and `targets` (a subset) where
+// it does not apply to all.
+const CASE_FIELDS = {
+  fanout: ["rates"],
+  devices: ["rates"],
+  connect: ["hold_seconds"],
+  resume: ["items", "repeats"],
+  coldwake: ["idle_seconds", "repeats"],
+};
 const PROFILES = {
   short: {
     rounds: 3,
@@ -41,6 +67,10 @@ const PROFILES = {
     cases: [
       { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200] },
       { scenario: "fanout", subscribers: 1000, rates: [20, 50, 100, 200] },
+      { scenario: "devices", subscribers: 4, rates: [20, 100, 500] },
+      { scenario: "connect", subscribers: 1000, hold_seconds: 2 },
+      { scenario: "resume", subscribers: 1, items: 10_000, repeats: 3, rounds: 1, targets: ["herald"] },
+      { scenario: "coldwake", subscribers: 1, idle_seconds: 15, repeats: 2, rounds: 1, targets: ["herald", "jsdo"] },
     ],
   },
   full: {
@@ -50,6 +80,11 @@ const PROFILES = {
       { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200, 500, 1000, 2000] },
       { scenario: "fanout", subscribers: 1000, rates: [20, 50, 100, 200, 500, 1000, 2000] },
       { scenario: "fanout", subscribers: 5000, rates: [20, 50, 100, 200, 500, 1000] },
+      { scenario: "devices", subscribers: 4, rates: [20, 50, 100, 200, 500, 1000, 2000] },
+      { scenario: "connect", subscribers: 1000, hold_seconds: 3 },
+      { scenario: "connect", subscribers: 5000, hold_seconds: 3 },
+      { scenario: "resume", subscribers: 1, items: 10_000, repeats: 5, rounds: 3, targets: ["herald"] },
+      { scenario: "coldwake", subscribers: 1, idle_seconds: 15, repeats: 3, rounds: 2, targets: ["herald", "jsdo"] },
     ],
   },
 };
@@ -66,9 +101,19 @@ const TARGET_CPU = 0;
 const LOADGEN_CPU = 1;
 const READY_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 15_000;
+// File descriptors beyond one per socket: the runtime's own, HTTP clients, pipes.
+const SPARE_FDS = 1024;
 
 // ---------------------------------------------------------------------------------------
 // Arguments
+
+/** The header comment from its "Usage:" line on. */
+function usage() {
+  const lines = readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n");
+  const from = lines.findIndex((l) => l.startsWith("// Usage"));
+  const to = lines.findIndex((l, i) => i > from && !l.startsWith("//"));
+  return lines.slice(from, to).map((l) => l.slice(3)).join("\n");
+}
 
 function parseArgs(argv) {
   const opts = { profile: "short", pin: true };
@@ -79,13 +124,15 @@ function parseArgs(argv) {
       case "--profile": opts.profile = value(); break;
       case "--rounds": opts.rounds = Number(value()); break;
       case "--targets": opts.targets = value().split(",").map((s) => s.trim()).filter(Boolean); break;
+      case "--cases": opts.only = value().split(",").map((s) => s.trim()).filter(Boolean); break;
+      case "--seconds": opts.seconds = Number(value()); break;
       case "--loadgen": opts.loadgen = value(); break;
       case "--name": opts.name = value(); break;
       case "--out": opts.out = value(); break;
       case "--no-pin": opts.pin = false; break;
       case "-h":
       case "--help":
-        console.log(readFileSync(fileURLToPath(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith("// Usage") || l.startsWith("//    ")).join("\n"));
+        console.log(usage());
         process.exit(0);
         break;
       default:
@@ -96,13 +143,66 @@ function parseArgs(argv) {
   if (!profile) throw new Error(`--profile must be one of ${Object.keys(PROFILES).join(", ")}`);
   opts.rounds ??= profile.rounds;
   if (!Number.isInteger(opts.rounds) || opts.rounds < 1 || opts.rounds > 50) throw new Error("--rounds must be 1..50");
+  opts.seconds ??= profile.seconds;
+  if (!Number.isInteger(opts.seconds) || opts.seconds < 1 || opts.seconds > 600) throw new Error("--seconds must be 1..600");
   opts.targets ??= TARGET_ORDER;
   for (const t of opts.targets) if (!TARGETS[t]) throw new Error(`unknown target ${t}`);
+  for (const c of profile.cases) {
+    if (!CASE_FIELDS[c.scenario]) throw new Error(`profile ${opts.profile}: unknown scenario ${c.scenario}`);
+    const missing = CASE_FIELDS[c.scenario].filter((f) => c[f] === undefined);
+    if (missing.length) throw new Error(`profile ${opts.profile}: case ${c.scenario}/${c.subscribers} lacks ${missing.join(", ")}`);
+  }
+  let cases = profile.cases;
+  if (opts.only) {
+    for (const sel of opts.only) {
+      if (!cases.some((c) => matches(c, sel))) throw new Error(`--cases: no case ${sel} in the ${opts.profile} profile`);
+    }
+    cases = cases.filter((c) => opts.only.some((sel) => matches(c, sel)));
+  }
+  // Each case with the rounds and targets it runs in here.
+  cases = cases
+    .map((c) => ({
+      ...c,
+      rounds: Math.min(c.rounds ?? opts.rounds, opts.rounds),
+      targets: (c.targets ?? TARGET_ORDER).filter((t) => opts.targets.includes(t)),
+    }))
+    .filter((c) => c.targets.length > 0);
+  if (cases.length === 0) throw new Error("no case of the profile applies to the chosen targets");
   opts.loadgen ??= process.env.LOADGEN ?? join(root, "target/release/loadgen");
   opts.name ??= `${new Date().toISOString().slice(0, 10)}-${opts.profile}`;
   if (!/^[A-Za-z0-9._-]+$/.test(opts.name)) throw new Error("--name: letters, digits, . _ - only");
   opts.out ??= join(root, "bench/results");
-  return { ...opts, ...profile, rounds: opts.rounds };
+  return { ...opts, cases };
+}
+
+/** `--cases` selectors: a scenario, or scenario/subscribers. */
+const matches = (c, sel) => sel === c.scenario || sel === `${c.scenario}/${c.subscribers}`;
+
+/** The open-files limit of this process, from /proc: { soft, hard } (Infinity if unlimited). */
+function openFilesLimit() {
+  const line = /^Max open files\s+(\S+)\s+(\S+)/m.exec(safeRead("/proc/self/limits"));
+  const num = (v) => (v === "unlimited" ? Infinity : Number(v));
+  return line ? { soft: num(line[1]), hard: num(line[2]) } : null;
+}
+
+/**
+ * Makes sure the largest case's sockets fit in the open-files limit: raises this process's
+ * soft limit to the hard one if needed (with util-linux prlimit; children inherit it), or
+ * says what to raise.
+ */
+function ensureOpenFiles(cases) {
+  const needed = Math.max(...cases.map((c) => c.subscribers)) + SPARE_FDS;
+  const limit = openFilesLimit();
+  if (!limit || limit.soft >= needed) return null;
+  if (limit.hard < needed) {
+    return `${needed} open files needed, the hard limit is ${limit.hard} (raise it: ulimit -Hn, or limits.conf)`;
+  }
+  try {
+    execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${limit.hard}:${limit.hard}`], { stdio: "ignore" });
+  } catch (e) {
+    return `${needed} open files needed, the soft limit is ${limit.soft} and prlimit could not raise it (${e.message}); run ulimit -n ${limit.hard} first`;
+  }
+  return openFilesLimit().soft >= needed ? null : `could not raise the open-files limit to ${needed}`;
 }
 
 function preflight(opts) {
@@ -128,6 +228,8 @@ function preflight(opts) {
       problems.push(`cannot pin to CPU ${LOADGEN_CPU} with taskset (needs util-linux and ≥ 2 CPUs; --no-pin runs unpinned)`);
     }
   }
+  const files = ensureOpenFiles(opts.cases);
+  if (files) problems.push(files);
   if (problems.length) throw new Error(`cannot run the benchmark:\n  - ${problems.join("\n  - ")}`);
 }
 
@@ -233,10 +335,18 @@ function pinned(cpu, command, args, pin) {
   return pin ? ["taskset", ["-c", String(cpu), command, ...args]] : [command, args];
 }
 
+/** What the target's server needs beyond its port for case `c`. */
+function serverArgs(name, c) {
+  // Herald keeps 1,000 items per user by default; a resume of more would get `reset`.
+  if (name === "herald" && c.scenario === "resume") return ["--binding", `INBOX_MAX_ITEMS=${c.items}`];
+  return [];
+}
+
 /** Starts a target; resolves once it printed "ready", with the pid to measure. */
-async function startTarget(name, port, opts) {
+async function startTarget(name, port, c, opts) {
   const spec = TARGETS[name];
-  const [cmd, args] = pinned(TARGET_CPU, process.execPath, [join(peers, spec.script), "--port", String(port)], opts.pin);
+  const script = [join(peers, spec.script), "--port", String(port), ...serverArgs(name, c)];
+  const [cmd, args] = pinned(TARGET_CPU, process.execPath, script, opts.pin);
   const child = track(spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
   const out = new Tail();
   const err = new Tail();
@@ -325,7 +435,57 @@ async function warmUp(name, port) {
 }
 
 function loadgenTimeoutMs(c, opts) {
-  return (120 + c.rates.length * (opts.seconds + 20) + c.subscribers / 20) * 1000;
+  const connecting = 120 + c.subscribers / 20;
+  switch (c.scenario) {
+    case "fanout":
+    case "devices":
+      return (connecting + c.rates.length * (opts.seconds + 20)) * 1000;
+    case "connect":
+      return (connecting + c.hold_seconds) * 1000;
+    case "resume": // storing at well over 100 items/s, then each replay within its 120 s
+      return (120 + c.items / 100 + c.repeats * 125) * 1000;
+    case "coldwake":
+      return (120 + c.repeats * (c.idle_seconds + 70)) * 1000;
+    default:
+      throw new Error(`unknown scenario ${c.scenario}`);
+  }
+}
+
+/** The load generator's options for case `c`, beyond address, target and credentials. */
+function scenarioArgs(c, opts) {
+  const args = ["--scenario", c.scenario, "--subscribers", String(c.subscribers)];
+  switch (c.scenario) {
+    case "fanout":
+    case "devices":
+      return [...args, "--rates", c.rates.join(","), "--seconds", String(opts.seconds), "--p99-limit-ms", String(P99_LIMIT_MS)];
+    case "connect":
+      return [...args, "--hold-seconds", String(c.hold_seconds)];
+    case "resume":
+      return [...args, "--items", String(c.items), "--repeats", String(c.repeats)];
+    case "coldwake":
+      return [...args, "--idle-seconds", String(c.idle_seconds), "--repeats", String(c.repeats)];
+    default:
+      throw new Error(`unknown scenario ${c.scenario}`);
+  }
+}
+
+/** One line of progress for a result line of the load generator. */
+function describe(step) {
+  const ms = (x) => `${fmtN(x)} ms`;
+  switch (step.scenario) {
+    case "connect":
+      return `connected ${step.connected}/${step.subscribers}  p50 ${ms(step.connect_p50_ms)}  p99 ${ms(step.connect_p99_ms)}  all in ${ms(step.total_ms)}`;
+    case "resume":
+      return `${fmtN(step.items)} items replayed in ${step.repeats.map((r) => fmtN(r.ms)).join(", ")} ms (median ${ms(step.median_ms)}, ${fmtN(step.median_items_per_s)} items/s)`;
+    case "coldwake":
+      return `cold ${step.repeats.map((r) => fmtN(r.cold_ms)).join(", ")} ms, warm ${step.repeats.map((r) => fmtN(r.warm_ms)).join(", ")} ms`;
+    default:
+      return (
+        `${String(step.rate).padStart(5)}/s  ${fmtN(step.deliveries_per_s)} deliveries/s  ` +
+        `p50 ${fmtN(step.p50_ms)}  p99 ${fmtN(step.p99_ms)}  max ${ms(step.max_ms)}  ` +
+        `delivered ${step.delivered}/${step.expected}`
+      );
+  }
 }
 
 /** Runs the load generator against a started target, sampling the target as it goes. */
@@ -333,15 +493,11 @@ async function runLoadgen(target, port, c, opts) {
   const args = [
     "--addr", `127.0.0.1:${port}`,
     "--target", target.name,
-    "--scenario", c.scenario,
-    "--subscribers", String(c.subscribers),
-    "--rates", c.rates.join(","),
-    "--seconds", String(opts.seconds),
+    ...scenarioArgs(c, opts),
     "--jwt-secret", HERALD.jwtSecret,
     "--publish-key", HERALD.publishKey,
     "--jwt-issuer", HERALD.issuer,
     "--jwt-audience", HERALD.audience,
-    "--p99-limit-ms", String(P99_LIMIT_MS),
   ];
   const [cmd, argv] = pinned(LOADGEN_CPU, opts.loadgen, args, opts.pin);
   const child = track(spawn(cmd, argv, { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
@@ -382,11 +538,7 @@ async function runLoadgen(target, port, c, opts) {
       if (target.workerdPid) step.parent_sample = sample(target.pid);
       if (step.sample) peakRss = Math.max(peakRss, step.sample.rss_kb);
       steps.push(step);
-      console.log(
-        `    ${String(step.rate).padStart(5)}/s  ${fmtN(step.deliveries_per_s)} deliveries/s  ` +
-          `p50 ${fmtN(step.p50_ms)}  p99 ${fmtN(step.p99_ms)}  max ${fmtN(step.max_ms)} ms  ` +
-          `delivered ${step.delivered}/${step.expected}`,
-      );
+      console.log(`    ${describe(step)}`);
     }
   });
   const timeoutMs = loadgenTimeoutMs(c, opts);
@@ -462,12 +614,19 @@ function metrics(run, before, parentBefore) {
   return m;
 }
 
+// Scenarios whose sockets stay open while the target is sampled, so CPU per delivery and
+// memory per connection mean something.
+const SAMPLED = new Set(["fanout", "devices", "connect"]);
+
 async function runOne(round, c, name, opts) {
   const run = {
     round,
     scenario: c.scenario,
     subscribers: c.subscribers,
     rates: c.rates,
+    items: c.items,
+    repeats: c.repeats,
+    idle_seconds: c.idle_seconds,
     target: name,
     started_at: new Date().toISOString(),
     steps: [],
@@ -476,7 +635,7 @@ async function runOne(round, c, name, opts) {
   let target;
   try {
     const port = await freePort();
-    target = await startTarget(name, port, opts);
+    target = await startTarget(name, port, c, opts);
     run.port = port;
     run.pid = target.pid;
     run.workerd_pid = target.workerdPid;
@@ -488,7 +647,7 @@ async function runOne(round, c, name, opts) {
     const lg = await runLoadgen(target, port, c, opts);
     Object.assign(run, lg);
     run.after = sample(target.measurePid);
-    run.metrics = metrics(run, before, parentBefore);
+    run.metrics = SAMPLED.has(c.scenario) ? metrics(run, before, parentBefore) : null;
     if (!alive(target.measurePid)) run.error = `${run.error ? `${run.error}; ` : ""}the target died during the run`;
   } catch (e) {
     run.error = e.message;
@@ -535,6 +694,7 @@ async function main() {
       rounds: opts.rounds,
       seconds: opts.seconds,
       cases: opts.cases,
+      only: opts.only ?? null,
       targets: opts.targets,
       loadgen: opts.loadgen.startsWith(root) ? opts.loadgen.slice(root.length) : opts.loadgen,
       p99_limit_ms: P99_LIMIT_MS,
@@ -545,23 +705,22 @@ async function main() {
     },
     runs: [],
   };
-  const total = opts.rounds * opts.cases.length * opts.targets.length;
+  const total = opts.cases.reduce((n, c) => n + c.rounds * c.targets.length, 0);
   console.log(`bench: ${opts.profile} profile, ${total} runs → ${join(opts.out, `${opts.name}.md`)}`);
   let i = 0;
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const c of opts.cases) {
+    for (const c of opts.cases.filter((c) => round <= c.rounds)) {
       // Alternate: each round starts with the next target, so none always goes first.
-      const order = opts.targets.map((_, k) => opts.targets[(k + round - 1) % opts.targets.length]);
+      const order = c.targets.map((_, k) => c.targets[(k + round - 1) % c.targets.length]);
       for (const name of order) {
         i++;
-        console.log(`[${i}/${total}] round ${round}, ${c.scenario} ${c.subscribers} subscribers, ${name}`);
+        console.log(`[${i}/${total}] round ${round}, ${caseLabel(c)}, ${name}`);
         const run = await runOne(round, c, name, opts);
         if (run.error) console.log(`    failed: ${run.error.split("\n")[0]}`);
-        else {
+        else if (run.metrics) {
           const m = run.metrics;
-          console.log(
-            `    CPU ${fmtN(m.cpu_us_per_delivery)} µs/delivery, ${fmtN(m.mem_kb_per_conn)} KB/conn`,
-          );
+          const cpu = c.scenario === "connect" ? "" : `CPU ${fmtN(m.cpu_us_per_delivery)} µs/delivery, `;
+          console.log(`    ${cpu}${fmtN(m.mem_kb_per_conn)} KB/conn`);
         }
         data.runs.push(run);
         writeRaw(data, opts.out);

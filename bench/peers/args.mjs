@@ -13,6 +13,24 @@ export function portArg(argv = process.argv.slice(2)) {
   return port;
 }
 
+/** Every `--binding KEY=VALUE` (or `--binding=KEY=VALUE`), as an object of strings. */
+export function bindingArgs(argv = process.argv.slice(2)) {
+  const bindings = {};
+  for (let i = 0; i < argv.length; i++) {
+    let pair;
+    if (argv[i] === "--binding") pair = argv[++i];
+    else if (argv[i].startsWith("--binding=")) pair = argv[i].slice("--binding=".length);
+    else continue;
+    const match = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(pair ?? "");
+    if (!match) {
+      console.error(`--binding takes KEY=VALUE, got ${pair}`);
+      process.exit(2);
+    }
+    bindings[match[1]] = match[2];
+  }
+  return bindings;
+}
+
 /** Reads a request body as text, refusing anything over `limit` bytes. */
 export function readBody(req, limit = 1 << 20) {
   return new Promise((resolve, reject) => {

@@ -1,16 +1,18 @@
 // Runs the built Herald Worker (build/index.js, from `make bench` / `make build`) in
 // workerd through the end-to-end harness, on 127.0.0.1:PORT, with the harness's test
 // secrets (JWT secret, publish key, issuer, audience: see miniflare-tests/harness.mjs).
-// Prints "ready" when listening; runs until SIGTERM / SIGINT.
-// Usage: node bench/peers/herald-server.mjs --port PORT
+// Prints "ready" when listening; runs until SIGTERM / SIGINT. Every `--binding KEY=VALUE`
+// sets a Worker variable over wrangler.toml's (the resume benchmark raises INBOX_MAX_ITEMS).
+// Usage: node bench/peers/herald-server.mjs --port PORT [--binding KEY=VALUE]...
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startHerald } from "../../miniflare-tests/harness.mjs";
-import { exitOnSignal, portArg } from "./args.mjs";
+import { bindingArgs, exitOnSignal, portArg } from "./args.mjs";
 
 const port = portArg();
+const bindings = bindingArgs();
 // The harness names build/index.js relative to the working directory (Miniflare's default
 // modulesRoot), so run from the repo root whatever the caller's directory.
 process.chdir(fileURLToPath(new URL("../..", import.meta.url)));
@@ -21,5 +23,5 @@ const dir = mkdtempSync(join(tmpdir(), "herald-bench-"));
 process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
 let herald;
 exitOnSignal(() => herald?.stop());
-herald = await startHerald({ port, persistDir: dir });
+herald = await startHerald({ port, persistDir: dir, bindings });
 console.log("ready");

@@ -23,6 +23,22 @@ impl Client {
         }
     }
 
+    /// Replaces any kept connection with a fresh one now, so that the next request neither
+    /// pays for connecting nor finds its connection closed by the server meanwhile.
+    pub async fn reconnect(&mut self) -> io::Result<()> {
+        self.conn = None;
+        self.ensure_connected().await
+    }
+
+    async fn ensure_connected(&mut self) -> io::Result<()> {
+        if self.conn.is_none() {
+            let stream = TcpStream::connect(&self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.conn = Some(BufReader::new(stream));
+        }
+        Ok(())
+    }
+
     /// POSTs `body` (JSON) to `path` and returns the status; the response body is read and
     /// dropped so the connection can be reused.
     pub async fn post(&mut self, path: &str, bearer: &str, body: &str) -> io::Result<u16> {
@@ -51,11 +67,7 @@ impl Client {
     }
 
     async fn exchange(&mut self, request: &[u8]) -> io::Result<u16> {
-        if self.conn.is_none() {
-            let stream = TcpStream::connect(&self.addr).await?;
-            stream.set_nodelay(true)?;
-            self.conn = Some(BufReader::new(stream));
-        }
+        self.ensure_connected().await?;
         let conn = self.conn.as_mut().expect("connected above");
         let result = async {
             conn.get_mut().write_all(request).await?;

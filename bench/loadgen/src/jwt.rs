@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-/// What Herald needs to let a subscriber into a `bench:` room.
+/// What Herald needs to let a subscriber in: as a user, and into any `bench:` room.
 #[derive(Debug, Serialize)]
 pub struct Claims<'a> {
     pub sub: String,
@@ -19,10 +19,10 @@ pub struct Claims<'a> {
 }
 
 impl<'a> Claims<'a> {
-    /// Claims for subscriber `i`, valid for an hour from `now_s` (unix seconds).
-    pub fn bench(i: usize, now_s: u64, iss: Option<&'a str>, aud: Option<&'a str>) -> Self {
+    /// Claims for user `sub`, valid for an hour from `now_s` (unix seconds).
+    pub fn bench(sub: String, now_s: u64, iss: Option<&'a str>, aud: Option<&'a str>) -> Self {
         Claims {
-            sub: format!("u{i}"),
+            sub,
             rooms: ["bench:*"],
             exp: now_s + 3600,
             iss,
@@ -73,7 +73,7 @@ mod tests {
     fn bench_token_verifies_and_carries_the_claims() {
         let secret = b"test-jwt-secret-that-is-long-enough-0123456789";
         let claims = Claims::bench(
-            7,
+            "u7".into(),
             1_700_000_000,
             Some("https://auth.example.test"),
             Some("herald-test"),
@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn issuer_and_audience_are_optional() {
-        let token = sign(&Claims::bench(0, 0, None, None), b"k");
+        let token = sign(&Claims::bench("u0".into(), 0, None, None), b"k");
         let payload = token.split('.').nth(1).unwrap();
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
         assert_eq!(payload, r#"{"sub":"u0","rooms":["bench:*"],"exp":3600}"#);

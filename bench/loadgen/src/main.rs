@@ -1,40 +1,56 @@
-//! Herald load generator: opens subscriber sockets against one target over loopback,
-//! publishes open-loop at stepped rates and prints one JSON result per step on stdout.
+//! Herald load generator: opens sockets against one target over loopback, publishes over
+//! HTTP and prints one JSON result per line on stdout (diagnostics go to stderr), for a
+//! runner script to collect.
+//!
+//! # Layout
+//!
+//! - `cli`: the command line; which scenarios a target can run.
+//! - `audience`: a Herald room or one user's devices: where subscribers connect, what
+//!   a publish's `to` says.
+//! - `fanout`: the `fanout` and `devices` scenarios, open-loop publishes at stepped rates.
+//! - `connect`: the `connect` scenario, only opening sockets.
+//! - `resume`: the `resume` scenario, a `?since=0` replay of a stored inbox.
+//! - `coldwake`: the `coldwake` scenario, a delivery through an evicted object.
+//! - `subscriber`: opening sockets with each target's handshake; the per-socket reader.
+//! - `scan`: the stamps in a frame, found without parsing it.
+//! - `publish`: the open-loop publisher and the publish request bodies.
+//! - `schedule`: send times fixed in advance; the clock they are stamped with.
+//! - `stats`: latency histograms, the shared recorder, medians.
+//! - `http`: a minimal keep-alive HTTP/1.1 POST client.
+//! - `jwt`: HS256 tokens for the subscribers.
+//! - `engineio`: the Engine.IO / Socket.IO packets a subscriber meets.
 
+mod audience;
 mod cli;
+mod coldwake;
+mod connect;
 mod engineio;
+mod fanout;
 mod http;
 mod jwt;
 mod publish;
+mod resume;
 mod scan;
 mod schedule;
 mod stats;
 mod subscriber;
 
 use clap::Parser;
-use cli::{Args, Scenario, Target};
-use serde::Serialize;
-use stats::{max_ms, quantile_ms, Recorder};
+use cli::{Args, Scenario};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// After the last publish of a step, how long deliveries still count.
-const STRAGGLER_WAIT: Duration = Duration::from_secs(2);
-/// Independent locks for the subscribers' recordings (see [`Recorder`]).
-const RECORDER_SHARDS: usize = 32;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if args.subscribers == 0 {
-        eprintln!("loadgen: --subscribers must be at least 1");
+    if let Err(e) = args.check() {
+        eprintln!("loadgen: {e}");
         return ExitCode::FAILURE;
     }
     let result = match args.scenario {
-        Scenario::Fanout => fanout(&args).await,
-        Scenario::Connect => connect(&args).await,
+        Scenario::Fanout | Scenario::Devices => fanout::run(&args).await,
+        Scenario::Connect => connect::run(&args).await,
+        Scenario::Resume => resume::run(&args).await,
+        Scenario::Coldwake => coldwake::run(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,139 +59,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-#[derive(Serialize)]
-struct FanoutResult {
-    scenario: &'static str,
-    target: Target,
-    subscribers: usize,
-    rate: u32,
-    published: u64,
-    expected: u64,
-    delivered: u64,
-    deliveries_per_s: f64,
-    p50_ms: Option<f64>,
-    p90_ms: Option<f64>,
-    p99_ms: Option<f64>,
-    max_ms: Option<f64>,
-    late_sends: u64,
-    connect_p50_ms: Option<f64>,
-    connect_p99_ms: Option<f64>,
-    publish_errors: u64,
-}
-
-async fn fanout(args: &Args) -> Result<(), String> {
-    let recorder = Arc::new(Recorder::new(RECORDER_SHARDS));
-    let opened = subscriber::open_all(args, recorder.clone()).await;
-    if opened.connected == 0 {
-        return Err("no subscriber could connect".into());
-    }
-    if opened.failed > 0 {
-        eprintln!(
-            "loadgen: {} of {} subscribers failed to connect",
-            opened.failed, args.subscribers
-        );
-    }
-    let mut publisher = publish::Publisher::new(
-        args.target,
-        &args.addr,
-        &args.publish_key,
-        &args.room,
-        args.http_clients,
-    );
-
-    for &rate in &args.rates {
-        let clock = schedule::Clock::now();
-        recorder.reset(clock.start_unix_us);
-        let sent = publisher.run(clock, rate, args.seconds).await;
-        if let Some(e) = &sent.first_error {
-            eprintln!(
-                "loadgen: rate {rate}: {} publishes failed; first: {e}",
-                sent.errors
-            );
-        }
-
-        let expected = sent.published * opened.connected as u64;
-        let deadline = Instant::now() + STRAGGLER_WAIT;
-        while recorder.delivered() < expected && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let (latency, delivered) = recorder.snapshot();
-        let closed = opened.closed.load(Ordering::Relaxed);
-        if closed > 0 {
-            eprintln!("loadgen: {closed} subscriber sockets have closed");
-        }
-
-        let result = FanoutResult {
-            scenario: "fanout",
-            target: args.target,
-            subscribers: opened.connected,
-            rate,
-            published: sent.published,
-            expected,
-            delivered,
-            deliveries_per_s: (delivered as f64 / args.seconds as f64 * 10.0).round() / 10.0,
-            p50_ms: quantile_ms(&latency, 0.5),
-            p90_ms: quantile_ms(&latency, 0.9),
-            p99_ms: quantile_ms(&latency, 0.99),
-            max_ms: max_ms(&latency),
-            late_sends: sent.late,
-            connect_p50_ms: quantile_ms(&opened.connect_us, 0.5),
-            connect_p99_ms: quantile_ms(&opened.connect_us, 0.99),
-            publish_errors: sent.errors,
-        };
-        println!(
-            "{}",
-            serde_json::to_string(&result).expect("result serialises")
-        );
-
-        if sent.published == 0 {
-            return Err(format!("nothing was published at rate {rate}"));
-        }
-        // Past the limit (or with nothing measured at all) a higher rate tells nothing new.
-        match result.p99_ms {
-            Some(p99) if p99 <= args.p99_limit_ms => {}
-            _ => break,
-        }
-    }
-    Ok(())
-}
-
-#[derive(Serialize)]
-struct ConnectResult {
-    scenario: &'static str,
-    target: Target,
-    subscribers: usize,
-    connected: usize,
-    failed: usize,
-    connect_p50_ms: Option<f64>,
-    connect_p99_ms: Option<f64>,
-    connect_max_ms: Option<f64>,
-    total_ms: f64,
-}
-
-async fn connect(args: &Args) -> Result<(), String> {
-    let started = Instant::now();
-    let opened = subscriber::open_all(args, Arc::new(Recorder::new(1))).await;
-    let total = started.elapsed();
-    let result = ConnectResult {
-        scenario: "connect",
-        target: args.target,
-        subscribers: args.subscribers,
-        connected: opened.connected,
-        failed: opened.failed,
-        connect_p50_ms: quantile_ms(&opened.connect_us, 0.5),
-        connect_p99_ms: quantile_ms(&opened.connect_us, 0.99),
-        connect_max_ms: max_ms(&opened.connect_us),
-        total_ms: total.as_micros() as f64 / 1000.0,
-    };
-    println!(
-        "{}",
-        serde_json::to_string(&result).expect("result serialises")
-    );
-    if opened.connected == 0 {
-        return Err("no subscriber could connect".into());
-    }
-    Ok(())
 }

@@ -2,6 +2,7 @@
 //! queues the send; a small pool of keep-alive HTTP clients takes sends off the queue, so
 //! one slow response does not hold back the next slot.
 
+use crate::audience::Audience;
 use crate::cli::Target;
 use crate::http;
 use crate::schedule::{self, Clock};
@@ -20,9 +21,9 @@ pub struct Publisher {
 
 struct Spec {
     target: Target,
-    path: &'static str,
     bearer: String,
-    room: String,
+    /// Herald's `to`, as JSON (see [`Audience::to_json`]).
+    to: String,
 }
 
 /// What one step managed to send.
@@ -38,17 +39,17 @@ pub struct Sent {
 }
 
 impl Publisher {
-    pub fn new(target: Target, addr: &str, bearer: &str, room: &str, clients: usize) -> Self {
-        let path = if target == Target::Herald {
-            "/v1/publish"
-        } else {
-            "/publish"
-        };
+    pub fn new(
+        target: Target,
+        addr: &str,
+        bearer: &str,
+        audience: &Audience,
+        clients: usize,
+    ) -> Self {
         let spec = Spec {
             target,
-            path,
             bearer: bearer.to_string(),
-            room: room.to_string(),
+            to: audience.to_json(),
         };
         let clients = (0..clients.max(1))
             .map(|_| http::Client::new(addr))
@@ -109,15 +110,10 @@ async fn work(
         let Some((offset, n)) = job else { break };
         let stamp = clock.stamp(offset, Instant::now());
         sent.late += u64::from(stamp.late);
-        let body = body(spec.target, &spec.room, stamp.t_us, n);
-        let error = match client.post(spec.path, &spec.bearer, &body).await {
-            Ok(status) if (200..300).contains(&status) => None,
-            Ok(status) => Some(format!("publish answered HTTP {status}")),
-            Err(e) => Some(format!("publish failed: {e}")),
-        };
-        match error {
-            None => sent.published += 1,
-            Some(e) => {
+        let body = body(spec.target, &spec.to, stamp.t_us, n);
+        match post(&mut client, spec.target, &spec.bearer, &body).await {
+            Ok(()) => sent.published += 1,
+            Err(e) => {
                 sent.errors += 1;
                 sent.first_error.get_or_insert(e);
             }
@@ -126,13 +122,35 @@ async fn work(
     (client, sent)
 }
 
-/// The publish request body; the `{"t":…,"n":…}` payload is what subscribers scan.
-pub fn body(target: Target, room: &str, t_us: u64, n: u64) -> String {
+/// Where a target takes publishes.
+pub fn path(target: Target) -> &'static str {
+    match target {
+        Target::Herald => "/v1/publish",
+        Target::Ws | Target::Jsdo | Target::Socketio => "/publish",
+    }
+}
+
+/// One publish of `body`; anything but a 2xx answer is an error.
+pub async fn post(
+    client: &mut http::Client,
+    target: Target,
+    bearer: &str,
+    body: &str,
+) -> Result<(), String> {
+    match client.post(path(target), bearer, body).await {
+        Ok(status) if (200..300).contains(&status) => Ok(()),
+        Ok(status) => Err(format!("publish answered HTTP {status}")),
+        Err(e) => Err(format!("publish failed: {e}")),
+    }
+}
+
+/// The publish request body, to Herald's `to` (JSON); the `{"t":…,"n":…}` payload is what
+/// subscribers scan.
+pub fn body(target: Target, to: &str, t_us: u64, n: u64) -> String {
     let payload = format!(r#"{{"t":{t_us},"n":{n}}}"#);
     match target {
         Target::Herald => {
-            let room = serde_json::to_string(room).expect("a string serialises");
-            format!(r#"{{"to":{{"room":{room}}},"event":"bench.tick","data":{payload}}}"#)
+            format!(r#"{{"to":{to},"event":"bench.tick","data":{payload}}}"#)
         }
         Target::Ws | Target::Jsdo | Target::Socketio => payload,
     }
@@ -141,19 +159,29 @@ pub fn body(target: Target, room: &str, t_us: u64, n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scan::find_t;
+    use crate::scan::stamps;
 
     #[test]
     fn bodies() {
-        let herald = body(Target::Herald, "bench:room", 1_763_971_200_000_000, 3);
+        let room = Audience::Room("bench:room".into()).to_json();
+        let herald = body(Target::Herald, &room, 1_763_971_200_000_000, 3);
         assert_eq!(
             herald,
             r#"{"to":{"room":"bench:room"},"event":"bench.tick","data":{"t":1763971200000000,"n":3}}"#
         );
         let parsed: serde_json::Value = serde_json::from_str(&herald).unwrap();
         assert_eq!(parsed["data"]["t"], 1_763_971_200_000_000u64);
-        let raw = body(Target::Socketio, "ignored", 5, 0);
+
+        let user = Audience::User("bench-user".into()).to_json();
+        assert_eq!(
+            body(Target::Herald, &user, 7, 0),
+            r#"{"to":{"users":["bench-user"]},"event":"bench.tick","data":{"t":7,"n":0}}"#
+        );
+
+        let raw = body(Target::Socketio, &room, 5, 0);
         assert_eq!(raw, r#"{"t":5,"n":0}"#);
-        assert_eq!(find_t(&raw), Some(5));
+        assert_eq!(stamps(&raw).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(path(Target::Herald), "/v1/publish");
+        assert_eq!(path(Target::Jsdo), "/publish");
     }
 }

@@ -1,10 +1,12 @@
-//! Subscriber sockets: opening them (with each target's handshake) and the per-socket task
-//! that timestamps and records every delivery.
+//! Subscriber sockets: opening them (with each target's handshake), telling deliveries
+//! apart from the other frames, and the per-socket task that timestamps and records every
+//! delivery.
 
+use crate::audience::Audience;
 use crate::cli::{Args, Target};
 use crate::engineio::{self, Packet};
 use crate::jwt;
-use crate::scan::{find_t, is_herald_notification};
+use crate::scan::{is_herald_delivery, stamps};
 use crate::schedule::unix_us;
 use crate::stats::{histogram, Recorder};
 use futures_util::{stream, SinkExt, StreamExt};
@@ -18,7 +20,7 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderValue, SEC_WEBSOCKET_PR
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A socket that has not finished its handshake by then counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -33,29 +35,15 @@ pub struct Opened {
     pub closed: Arc<AtomicUsize>,
 }
 
-/// Opens `args.subscribers` sockets, `args.connect_concurrency` at a time, and leaves a
-/// reader task on each that feeds `recorder` until the process exits.
-pub async fn open_all(args: &Args, recorder: Arc<Recorder>) -> Opened {
-    let now_s = unix_us() / 1_000_000;
+/// Opens `args.subscriber_count()` sockets for `audience`, `args.connect_concurrency` at a
+/// time, and leaves a reader task on each that feeds `recorder` until the process exits.
+pub async fn open_all(args: &Args, audience: &Audience, recorder: Arc<Recorder>) -> Opened {
     let closed = Arc::new(AtomicUsize::new(0));
-    let mut results = stream::iter(0..args.subscribers)
-        .map(|i| {
-            let token = (args.target == Target::Herald).then(|| {
-                let claims = jwt::Claims::bench(
-                    i,
-                    now_s,
-                    args.jwt_issuer.as_deref(),
-                    args.jwt_audience.as_deref(),
-                );
-                jwt::sign(&claims, args.jwt_secret.as_bytes())
-            });
-            async move {
-                let started = Instant::now();
-                let ws = tokio::time::timeout(CONNECT_TIMEOUT, connect(args, token))
-                    .await
-                    .unwrap_or_else(|_| Err("handshake timed out".into()))?;
-                Ok::<_, String>((i, ws, started.elapsed()))
-            }
+    let mut results = stream::iter(0..args.subscriber_count())
+        .map(|i| async move {
+            let started = Instant::now();
+            let ws = open(args, audience, i, None).await?;
+            Ok::<_, String>((i, ws, started.elapsed()))
         })
         .buffer_unordered(args.connect_concurrency.max(1));
 
@@ -83,13 +71,35 @@ pub async fn open_all(args: &Args, recorder: Arc<Recorder>) -> Opened {
     opened
 }
 
-/// One socket through its target's handshake, until it is ready to receive publishes.
-async fn connect(args: &Args, token: Option<String>) -> Result<Ws, String> {
+/// Opens subscriber `i` of `audience` (resuming after `since`, for Herald) and takes it
+/// through its target's handshake, within [`CONNECT_TIMEOUT`].
+pub async fn open(
+    args: &Args,
+    audience: &Audience,
+    i: usize,
+    since: Option<u64>,
+) -> Result<Ws, String> {
+    let token = (args.target == Target::Herald).then(|| {
+        let claims = jwt::Claims::bench(
+            audience.subject(i),
+            unix_us() / 1_000_000,
+            args.jwt_issuer.as_deref(),
+            args.jwt_audience.as_deref(),
+        );
+        jwt::sign(&claims, args.jwt_secret.as_bytes())
+    });
     let url = match args.target {
-        Target::Herald => format!("ws://{}/v1/rooms/{}/connect", args.addr, args.room),
+        Target::Herald => format!("ws://{}{}", args.addr, audience.path(i, since)),
         Target::Ws | Target::Jsdo => format!("ws://{}/ws", args.addr),
         Target::Socketio => format!("ws://{}/socket.io/?EIO=4&transport=websocket", args.addr),
     };
+    tokio::time::timeout(CONNECT_TIMEOUT, connect(args.target, url, token))
+        .await
+        .unwrap_or_else(|_| Err("handshake timed out".into()))
+}
+
+/// One socket through its target's handshake, until it is ready to receive publishes.
+async fn connect(target: Target, url: String, token: Option<String>) -> Result<Ws, String> {
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     if let Some(token) = token {
         // The browser transport: Herald answers `herald.v1` and never echoes the token.
@@ -104,9 +114,9 @@ async fn connect(args: &Args, token: Option<String>) -> Result<Ws, String> {
         .await
         .map_err(|e| e.to_string())?;
 
-    match args.target {
-        // `welcome` comes first; waiting for it proves the token and the room were
-        // accepted and the socket is in the room before anything is published.
+    match target {
+        // `welcome` comes first; waiting for it proves the token (and the room) were
+        // accepted and the socket is listening before anything is published.
         Target::Herald => {
             let first = next_text(&mut ws).await?;
             if !first.contains("\"type\":\"welcome\"") {
@@ -140,7 +150,8 @@ async fn connect(args: &Args, token: Option<String>) -> Result<Ws, String> {
     Ok(ws)
 }
 
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
+/// The next text frame, skipping control and binary frames.
+pub async fn next_text(ws: &mut Ws) -> Result<String, String> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(text))) => return Ok(text.to_string()),
@@ -151,6 +162,46 @@ async fn next_text(ws: &mut Ws) -> Result<String, String> {
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed during handshake".into()),
         }
+    }
+}
+
+/// Closes `ws` with a close frame and waits briefly for the server's, so that the server
+/// sees a normal close rather than a dropped connection.
+pub async fn close(mut ws: Ws) {
+    if ws.close(None).await.is_ok() {
+        let drained = async { while let Some(Ok(_)) = ws.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drained).await;
+    }
+}
+
+/// What a received text frame is to a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<'a> {
+    /// Text whose [`stamps`] are this frame's deliveries.
+    Deliveries(&'a str),
+    /// A Socket.IO ping: answer with [`engineio::PONG`] or be dropped.
+    Ping,
+    /// The server is closing the session.
+    Close,
+    /// Anything else: Herald's `welcome`, `presence`, `unread_count`, replays, …
+    Other,
+}
+
+pub fn classify(target: Target, text: &str) -> Incoming<'_> {
+    match target {
+        Target::Herald if is_herald_delivery(text) => Incoming::Deliveries(text),
+        Target::Herald => Incoming::Other,
+        // These servers send only what was published, verbatim.
+        Target::Ws | Target::Jsdo => Incoming::Deliveries(text),
+        Target::Socketio => match engineio::parse(text) {
+            Packet::Event {
+                name: "notification",
+                args,
+            } => Incoming::Deliveries(args),
+            Packet::Ping => Incoming::Ping,
+            Packet::Close => Incoming::Close,
+            _ => Incoming::Other,
+        },
     }
 }
 
@@ -168,28 +219,58 @@ async fn read(
         let Message::Text(text) = message else {
             continue;
         };
-        let delivery = match target {
-            Target::Herald => is_herald_notification(&text).then_some(&*text),
-            // These servers send only what was published, verbatim.
-            Target::Ws | Target::Jsdo => Some(&*text),
-            Target::Socketio => match engineio::parse(&text) {
-                Packet::Event {
-                    name: "notification",
-                    args,
-                } => Some(args),
-                Packet::Ping => {
-                    if ws.send(Message::text(engineio::PONG)).await.is_err() {
-                        break;
-                    }
-                    None
+        match classify(target, &text) {
+            Incoming::Deliveries(text) => recorder.record(i, stamps(text), received_us),
+            Incoming::Ping => {
+                if ws.send(Message::text(engineio::PONG)).await.is_err() {
+                    break;
                 }
-                Packet::Close => break,
-                _ => None,
-            },
-        };
-        if let Some(t_us) = delivery.and_then(find_t) {
-            recorder.record(i, t_us, received_us);
+            }
+            Incoming::Close => break,
+            Incoming::Other => {}
         }
     }
     closed.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn herald_deliveries_are_notifications_and_live_batches() {
+        let notification = r#"{"type":"notification","seq":1,"data":{"t":1,"n":0}}"#;
+        assert_eq!(
+            classify(Target::Herald, notification),
+            Incoming::Deliveries(notification)
+        );
+        let burst =
+            r#"{"type":"batch","reason":"burst","items":[{"data":{"t":1}},{"data":{"t":2}}]}"#;
+        assert_eq!(classify(Target::Herald, burst), Incoming::Deliveries(burst));
+        for other in [
+            r#"{"type":"welcome","user":"bench-user","seq":0}"#,
+            r#"{"type":"unread_count","unread_count":3}"#,
+            r#"{"type":"batch","reason":"replay","items":[{"data":{"t":1}}]}"#,
+            "pong",
+        ] {
+            assert_eq!(classify(Target::Herald, other), Incoming::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn peers_send_deliveries_verbatim_and_socketio_wraps_them() {
+        let raw = r#"{"t":5,"n":0}"#;
+        assert_eq!(classify(Target::Jsdo, raw), Incoming::Deliveries(raw));
+        assert_eq!(classify(Target::Ws, raw), Incoming::Deliveries(raw));
+        assert_eq!(
+            classify(Target::Socketio, r#"42["notification",{"t":5,"n":0}]"#),
+            Incoming::Deliveries(r#"["notification",{"t":5,"n":0}]"#)
+        );
+        assert_eq!(classify(Target::Socketio, "2"), Incoming::Ping);
+        assert_eq!(classify(Target::Socketio, "1"), Incoming::Close);
+        assert_eq!(
+            classify(Target::Socketio, r#"42["other",{}]"#),
+            Incoming::Other
+        );
+    }
 }
