@@ -65,9 +65,9 @@ const PROFILES = {
     rounds: 3,
     seconds: 2,
     cases: [
-      { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200] },
-      { scenario: "fanout", subscribers: 1000, rates: [20, 50, 100, 200] },
-      { scenario: "devices", subscribers: 4, rates: [20, 100, 500] },
+      { scenario: "fanout", subscribers: 100, rates: [50, 200, 500, 1000] },
+      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100] },
+      { scenario: "devices", subscribers: 4, rates: [20, 100, 200, 500] },
       { scenario: "connect", subscribers: 1000, hold_seconds: 2 },
       { scenario: "resume", subscribers: 1, items: 10_000, repeats: 3, rounds: 1, targets: ["herald"] },
       { scenario: "coldwake", subscribers: 1, idle_seconds: 15, repeats: 2, rounds: 1, targets: ["herald", "jsdo"] },
@@ -78,7 +78,7 @@ const PROFILES = {
     seconds: 5,
     cases: [
       { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200, 500, 1000, 2000] },
-      { scenario: "fanout", subscribers: 1000, rates: [20, 50, 100, 200, 500, 1000, 2000] },
+      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100, 150, 200, 500] },
       { scenario: "fanout", subscribers: 5000, rates: [20, 50, 100, 200, 500, 1000] },
       { scenario: "devices", subscribers: 4, rates: [20, 50, 100, 200, 500, 1000, 2000] },
       { scenario: "connect", subscribers: 1000, hold_seconds: 3 },
