@@ -11,17 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::frame::{BatchReason, PresenceAction, ServerFrame};
 use crate::inbox::Seq;
 
-/// How long after a fan-out began a room counts as busy: a publish arriving sooner waits
-/// [`GATHER_MS`] for others to join it. Measured from the start because the runtime's
-/// clock stands still while code runs (it moves between events), so the end of a
-/// fan-out cannot be timed. At 1,000 sockets one fan-out keeps the object about 20 ms,
-/// so a room publishing more than about 30 times a second is busy.
-pub const BUSY_FOR_MS: u64 = 30;
+/// What sending one frame to one socket costs the runtime, in microseconds (measured
+/// locally: about 20 to 30 µs in workerd, the same for a JavaScript object).
+pub const SEND_COST_US: u64 = 25;
+
+/// Slack on top of a fan-out's estimated duration, for the requests that were on their
+/// way when it ended.
+pub const SLACK_MS: u64 = 2;
 
 /// How long a publish in a busy room waits for others before the fan-out. Publishes that
 /// arrive meanwhile share its frames; with 1,000 sockets, 2 ms caught too few of them to
-/// lift the object's ceiling, 10 ms roughly doubled it (see bench/results), and the added
-/// latency is small against a 100 ms budget.
+/// lift the object's ceiling, 20 ms added more latency than it saved, 10 ms roughly
+/// doubled the ceiling (see bench/results).
 pub const GATHER_MS: u64 = 10;
 
 /// A frame for every socket of a room but `except` (the sender of a typing notice, say).
@@ -150,8 +151,14 @@ fn absorb(last: &mut Outgoing, next: Outgoing) -> Option<Outgoing> {
     }
 }
 
-/// Whether the room is busy: when its last fan-out began, and so whether the next
-/// publish goes out at once or waits to gather others.
+/// Whether the room is busy, and so whether the next publish goes out at once or waits
+/// to gather others.
+///
+/// Busy means this publish queued behind the last fan-out: it arrived before that
+/// fan-out, estimated from its start and its socket count, could have ended. The end
+/// cannot be timed, because the runtime's clock stands still while code runs (it moves
+/// between events). A room publishing slower than its fan-outs take is never busy, so
+/// gathering adds latency only where it is what keeps the room from falling behind.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pace {
     busy_until: u64,
@@ -167,8 +174,9 @@ impl Pace {
         }
     }
 
-    /// A fan-out began at `now_ms`.
-    pub fn sent(&mut self, now_ms: u64) {
-        self.busy_until = now_ms + BUSY_FOR_MS;
+    /// A fan-out to `sockets` sockets began at `now_ms`.
+    pub fn sent(&mut self, now_ms: u64, sockets: usize) {
+        let duration_ms = (sockets as u64 * SEND_COST_US).div_ceil(1000);
+        self.busy_until = now_ms + duration_ms + SLACK_MS;
     }
 }

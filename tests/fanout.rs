@@ -1,7 +1,7 @@
 //! Room fan-out: what a busy room packs together, what stays apart and in order, what a
 //! joining socket still needs after its first frames, and when a publish waits to gather.
 
-use herald::fanout::{coalesce, Outgoing, Pace, BUSY_FOR_MS, GATHER_MS};
+use herald::fanout::{coalesce, Outgoing, Pace, GATHER_MS, SEND_COST_US, SLACK_MS};
 use herald::frame::{BatchReason, PresenceAction, ServerFrame};
 use herald::inbox::{Notification, Priority, Seq};
 
@@ -182,13 +182,30 @@ fn outgoing_frames_travel_to_shards_as_json_and_back() {
 }
 
 #[test]
-fn a_publish_waits_to_gather_only_while_the_room_is_busy() {
+fn a_publish_waits_to_gather_only_while_the_last_fan_out_may_still_run() {
     let mut pace = Pace::default();
     assert_eq!(pace.wait_ms(T0), 0, "a quiet room sends at once");
-    pace.sent(T0);
+    // 1,000 sockets: about 25 ms of sending, plus the slack.
+    pace.sent(T0, 1_000);
+    let busy_for = 1_000 * SEND_COST_US / 1_000 + SLACK_MS;
     assert_eq!(pace.wait_ms(T0), GATHER_MS);
-    assert_eq!(pace.wait_ms(T0 + BUSY_FOR_MS - 1), GATHER_MS);
-    assert_eq!(pace.wait_ms(T0 + BUSY_FOR_MS), 0, "busy no longer");
+    assert_eq!(
+        pace.wait_ms(T0 + busy_for - 1),
+        GATHER_MS,
+        "queued behind it"
+    );
+    assert_eq!(pace.wait_ms(T0 + busy_for), 0, "arrived after it ended");
+}
+
+#[test]
+fn a_small_room_is_busy_only_briefly() {
+    let mut pace = Pace::default();
+    pace.sent(T0, 100);
+    assert_eq!(pace.wait_ms(T0 + 4), GATHER_MS);
+    assert_eq!(pace.wait_ms(T0 + 5), 0, "3 ms of sending and 2 of slack");
+    // A publish every 30 ms to 1,000 sockets never waits.
+    pace.sent(T0, 1_000);
+    assert_eq!(pace.wait_ms(T0 + 30), 0);
 }
 
 #[test]

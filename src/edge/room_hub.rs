@@ -73,7 +73,7 @@ pub struct RoomHub {
     roster: RefCell<Option<Roster>>,
     /// Root only: frames gathered for the next fan-out while the room is busy.
     outbox: RefCell<Vec<Outgoing>>,
-    /// Root only: when the last fan-out began.
+    /// Root only: whether the room is busy sending.
     pace: Cell<Pace>,
     /// Root only: the alarm at the earliest pending departure or retention deadline.
     alarm: Alarm,
@@ -581,7 +581,7 @@ impl RoomHub {
         }
         let frames = coalesce(std::mem::take(&mut *self.outbox.borrow_mut()));
         let mut pace = self.pace.get();
-        pace.sent(now_ms());
+        pace.sent(now_ms(), self.roster().sockets());
         self.pace.set(pace);
         self.send_local(&frames);
         self.send_to_shards(&frames).await
