@@ -1,5 +1,5 @@
 # The two commands a new machine needs; both install what is missing first.
-.PHONY: dev test build bench
+.PHONY: dev test build bench fuzz schemathesis
 
 dev:  ## Run Herald locally on 127.0.0.1:8787 and print a dev token and example
 	bash scripts/dev.sh
@@ -12,3 +12,9 @@ build:  ## Release build of the Worker into build/
 
 bench:  ## Benchmarks: Herald and its peers side by side (report in bench/results/), plus replay, alarm and shard figures
 	bash scripts/bench.sh
+
+fuzz:  ## Fuzz the frame, publish-body and token parsers for FUZZ_SECONDS (60) each
+	bash scripts/fuzz.sh
+
+schemathesis:  ## Generated requests (valid and invalid) against a local Worker: no 5xx, every answer as docs/openapi.json says
+	bash scripts/setup.sh && bash scripts/build.sh && bash scripts/schemathesis.sh

@@ -2,7 +2,7 @@
 // free port, with the Durable Object classes and vars from wrangler.toml, and gives tests
 // real WebSocket clients (`ws`) and HTTP helpers.
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,6 +14,7 @@ const root = new URL("..", import.meta.url).pathname;
 
 export const JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789";
 export const PUBLISH_KEY = "test-publish-key-0123456789";
+export const ADMIN_KEY = "test-admin-key-0123456789";
 export const ISSUER = "https://auth.example.test";
 export const AUDIENCE = "herald-test";
 export const ALLOWED_ORIGIN = "https://app.example.test";
@@ -64,6 +65,9 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "herald-test-"));
   const { compatibilityDate, vars } = wranglerConfig();
   const logs = [];
+  // Every line the runtime printed, JSON or not: uncaught exceptions, panics and stack
+  // traces arrive as plain text, which `logs` leaves out.
+  const output = [];
   const listeners = new Set();
   const mf = new Miniflare({
     modules: true,
@@ -73,6 +77,7 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
     durableObjects: {
       USER_HUB: { className: "UserHub", useSQLite: true },
       ROOM_HUB: { className: "RoomHub", useSQLite: true },
+      STATS: { className: "StatsHub", useSQLite: true },
     },
     bindings: {
       ...vars,
@@ -81,6 +86,7 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
       JWT_ISSUER: ISSUER,
       JWT_AUDIENCE: AUDIENCE,
       PUBLISH_KEY,
+      ADMIN_KEY,
       ALLOWED_ORIGINS: ALLOWED_ORIGIN,
       ...bindings,
     },
@@ -88,6 +94,7 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
     host: "127.0.0.1",
     port,
     handleStructuredLogs: ({ message }) => {
+      output.push(message);
       let line;
       try {
         line = JSON.parse(message);
@@ -98,10 +105,14 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
       for (const listener of listeners) listener(line);
     },
   });
-  const url = await mf.ready;
+  // `let`: after a crash Miniflare starts workerd again, on a new port unless one was given.
+  let url = await mf.ready;
   return {
-    url,
+    get url() {
+      return url;
+    },
     logs,
+    output,
     dir,
     /** Resolves with the first log line (past or future) matching `predicate`. */
     waitForLog(predicate, { timeoutMs = 30_000, after = 0 } = {}) {
@@ -147,6 +158,29 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
         body,
       });
     },
+    /** The workerd process serving this instance (for RSS samples and crashes). */
+    pid() {
+      return workerdPid(Number(url.port));
+    },
+    /**
+     * SIGKILLs this instance's workerd process — a crash, not a graceful stop — and resolves
+     * once Miniflare has started it again with the same options: the same state directory,
+     * and the same port if one was given (else `url` moves to the new one). Only this
+     * instance's process is killed, so tests beside it keep running. Pass `pid` (from
+     * `pid()`) to kill without first looking the process up.
+     */
+    async crash({ pid = this.pid(), timeoutMs = 30_000 } = {}) {
+      if (pid === undefined) throw new Error(`no workerd child of this process listens on ${url.port}`);
+      process.kill(pid, "SIGKILL");
+      // Miniflare restarts workerd when it sees the exit, which is when Node reaps the process.
+      const deadline = Date.now() + timeoutMs;
+      while (existsSync(`/proc/${pid}`)) {
+        if (Date.now() > deadline) throw new Error(`workerd ${pid} did not exit after SIGKILL`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      url = await mf.ready;
+      return pid;
+    },
     async stop() {
       await mf.dispose();
       if (ownDir) rmSync(dir, { recursive: true, force: true });
@@ -162,6 +196,52 @@ export function freePort() {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * The pid of the workerd process that Miniflare spawned for this process and that listens
+ * on `port`, found through /proc (Linux): the listening socket's inode among the process's
+ * file descriptors. Undefined when there is none.
+ */
+export function workerdPid(port) {
+  const listening = new Set();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n").slice(1)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+      const cols = line.trim().split(/\s+/);
+      const localPort = parseInt(cols[1]?.split(":").at(-1) ?? "", 16);
+      if (cols[3] === "0A" && localPort === port) listening.add(cols[9]);
+    }
+  }
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // "pid (comm) state ppid …"; comm may hold spaces, so read after the last ")".
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (comm !== "workerd" || ppid !== process.pid) continue;
+      for (const fd of readdirSync(`/proc/${entry}/fd`)) {
+        let link = "";
+        try {
+          link = readlinkSync(`/proc/${entry}/fd/${fd}`);
+        } catch {
+          continue; // closed while we looked
+        }
+        const inode = link.match(/^socket:\[(\d+)\]$/)?.[1];
+        if (inode && listening.has(inode)) return Number(entry);
+      }
+    } catch {
+      // The process went away while we looked.
+    }
+  }
+  return undefined;
 }
 
 /**

@@ -7,7 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root"
-sources="src demo client/src client/build.sh Cargo.toml Cargo.lock wrangler.toml"
+sources="src docs/openapi.json demo client/src client/build.sh Cargo.toml Cargo.lock wrangler.toml"
 if [ -f build/index.js ] && [ -f build/index_bg.wasm ] && [ -f client/dist/herald.js ] \
   && [ -z "$(find $sources -newer build/index_bg.wasm -print -quit)" ]; then
   echo "build/ is up to date"

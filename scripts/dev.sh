@@ -16,9 +16,14 @@ if [ ! -f .dev.vars ]; then
   cat > .dev.vars <<VARS
 JWT_SECRET=$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')
 PUBLISH_KEY=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')
+ADMIN_KEY=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')
 DEV_MODE=true
 ALLOWED_ORIGINS=http://127.0.0.1:$port,http://localhost:$port
 VARS
+fi
+# Checkouts whose .dev.vars predates GET /v1/stats get an admin key too.
+if ! grep -q '^ADMIN_KEY=' .dev.vars; then
+  echo "ADMIN_KEY=$(node -e 'console.log(require("crypto").randomBytes(24).toString("hex"))')" >> .dev.vars
 fi
 publish_key=$(sed -n 's/^PUBLISH_KEY=//p' .dev.vars)
 
@@ -50,6 +55,11 @@ Publish to alice:
   curl -X POST $base/v1/publish \\
     -H 'Authorization: Bearer $publish_key' -H 'Content-Type: application/json' \\
     -d '{"to":{"users":["alice"]},"event":"task.updated","title":"Task 7 is done"}'
+
+Counters (the admin key stays in .dev.vars):
+  curl -H "Authorization: Bearer \$(sed -n 's/^ADMIN_KEY=//p' .dev.vars)" $base/v1/stats
+
+API description: $base/openapi.json
 
 Press Ctrl-C to stop.
 INFO

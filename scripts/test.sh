@@ -19,5 +19,7 @@ step "cargo test"
 cargo test --workspace --locked
 step "release wasm build"
 bash scripts/build.sh
+step "Schemathesis: the built Worker against docs/openapi.json (short form; make schemathesis runs more)"
+bash scripts/schemathesis.sh --quick
 step "Miniflare suite (workerd, real sockets)"
 node --test --test-concurrency=4 --test-timeout=120000 "miniflare-tests/*.test.mjs"

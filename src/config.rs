@@ -46,6 +46,9 @@ pub struct Limits {
     /// How long a user who left a room may come back before `left` is announced
     /// (`ROOM_PRESENCE_GRACE_MS`).
     pub room_presence_grace_ms: u64,
+    /// How often an object reports its counters to the stats object at most
+    /// (`STATS_REPORT_MS`); see [`crate::stats`].
+    pub stats_report_ms: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +69,7 @@ impl Default for Limits {
             room_history_items: 500,
             room_shard_size: 5_000,
             room_presence_grace_ms: 5_000,
+            stats_report_ms: crate::stats::DEFAULT_REPORT_INTERVAL_MS,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Config {
                 "ROOM_PRESENCE_GRACE_MS",
                 defaults.room_presence_grace_ms,
             )?,
+            stats_report_ms: number("STATS_REPORT_MS", defaults.stats_report_ms)?,
         };
         let allowed_origins = lookup("ALLOWED_ORIGINS")
             .map(|list| {

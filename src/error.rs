@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::auth::AuthError;
 use crate::hub::HubError;
 use crate::route::RouteError;
+use crate::stats::AdminError;
 
 /// A request body (or query) the client got wrong: the answer is 400 naming the field, or
 /// 413 for a body over its limit. Shared by every route that validates input.
@@ -129,6 +130,18 @@ impl From<HubError> for ApiError {
             HubError::NotFound => Self::new(404, "not_found", err.to_string()),
             HubError::Storage(e) => Self::unavailable(e.to_string()),
         }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        let (status, code) = match err {
+            AdminError::NotConfigured => (404, "not_found"),
+            AdminError::MissingKey => (401, "missing_token"),
+            AdminError::WrongKey => (401, "invalid_key"),
+            AdminError::NotAdmin => (403, "forbidden"),
+        };
+        Self::new(status, code, err.to_string())
     }
 }
 

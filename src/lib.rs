@@ -28,8 +28,11 @@
 //!   inbox run by [`hub`]).
 //! - [`fanout`]: frames on their way to a room's sockets, packed into one `burst` batch
 //!   while the room is busy.
+//! - [`stats`]: the counters behind `GET /v1/stats`: what each object counts, when it
+//!   reports (throttled), how reports merge without double counting, who may read them.
 //! - `edge` (wasm32 only): the Worker entry point and the `UserHub` Durable Object, mapping
-//!   requests, sockets and SQLite storage onto the core; and the `RoomHub` object.
+//!   requests, sockets and SQLite storage onto the core; the `RoomHub` object; and the
+//!   `StatsHub` object that sums the hubs' reports.
 
 pub mod attention;
 pub mod auth;
@@ -42,6 +45,7 @@ pub mod inbox;
 pub mod publish;
 pub mod room;
 pub mod route;
+pub mod stats;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

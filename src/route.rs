@@ -38,6 +38,11 @@ pub enum Route {
     Demo,
     /// `GET /demo/herald.js`: the client SDK bundle the demo page loads; dev mode only.
     DemoScript,
+    /// `GET /v1/stats` (admin key): connections, stored, delivered and dropped per kind
+    /// of object.
+    Stats,
+    /// `GET /openapi.json`: the HTTP API as an OpenAPI document, public.
+    OpenApi,
     /// `OPTIONS` on any route: a CORS preflight.
     Preflight,
 }
@@ -73,6 +78,8 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/dev/token", "GET", Route::DevToken),
     ("/demo", "GET", Route::Demo),
     ("/demo/herald.js", "GET", Route::DemoScript),
+    ("/v1/stats", "GET", Route::Stats),
+    ("/openapi.json", "GET", Route::OpenApi),
 ];
 
 /// A resolved request: the route and, for routes with a `{…}` segment, its value.
@@ -146,6 +153,8 @@ mod tests {
         assert_eq!(route("POST", "/v1/publish"), Ok(Route::Publish));
         assert_eq!(route("OPTIONS", "/v1/publish"), Ok(Route::Preflight));
         assert_eq!(route("POST", "/v1/notifications/read"), Ok(Route::MarkRead));
+        assert_eq!(route("GET", "/v1/stats"), Ok(Route::Stats));
+        assert_eq!(route("GET", "/openapi.json"), Ok(Route::OpenApi));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod log;
 mod room_hub;
 mod sql_inbox;
 mod sql_room;
+mod stats;
 mod user_hub;
 
 use futures_util::future::join_all;
@@ -52,6 +53,10 @@ pub(crate) mod internal {
 /// separate static hosting (`scripts/build.sh` builds the SDK first).
 const DEMO_PAGE: &str = include_str!("../../demo/index.html");
 const DEMO_SDK: &str = include_str!("../../client/dist/herald.js");
+
+/// The HTTP API as an OpenAPI 3.1 document, written by hand and checked against the route
+/// table by `tests/openapi.rs` (and against the running Worker by `scripts/schemathesis.sh`).
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// Longest notification id accepted in a path.
 const MAX_ID_LEN: usize = 128;
@@ -95,7 +100,15 @@ async fn serve(
     config: &Config,
 ) -> std::result::Result<Response, ApiError> {
     let method = req.method();
-    let resolved = route::resolve(method.as_ref(), &req.path())?;
+    // Routed on the method as sent: workers-rs reads any method it has no name for
+    // (`QUERY`, `PROPFIND`, …) as GET.
+    let resolved = match route::resolve(&req.inner().method(), &req.path()) {
+        Ok(resolved) => resolved,
+        Err(route::RouteError::MethodNotAllowed { allowed }) => {
+            return method_not_allowed(allowed);
+        }
+        Err(e) => return Err(e.into()),
+    };
     match resolved.route {
         Route::Healthz => json_response(200, &json!({ "status": "ok" })),
         Route::Preflight => preflight(),
@@ -168,7 +181,48 @@ async fn serve(
         Route::DevToken | Route::Demo | Route::DemoScript => {
             Err(route::RouteError::NotFound.into())
         }
+        Route::Stats => {
+            authorize_admin(&req, env)?;
+            stats::summary(env).await
+        }
+        Route::OpenApi => asset(OPENAPI, "application/json"),
     }
+}
+
+/// `GET /v1/stats` takes only `ADMIN_KEY`. Another valid credential (the producer key, a
+/// user token) is forbidden rather than unauthenticated, so its holder learns that the
+/// key is right but not enough.
+fn authorize_admin(req: &Request, env: &Env) -> std::result::Result<(), ApiError> {
+    let authorization = header(req.headers(), "Authorization");
+    let admin_key = secret(env, "ADMIN_KEY");
+    crate::stats::authorize_admin(
+        authorization.as_deref(),
+        admin_key.as_deref(),
+        |presented| {
+            let publish_key = secret(env, "PUBLISH_KEY").unwrap_or_default();
+            auth::publish_key_matches(presented, &publish_key)
+                || verifier(env).is_ok_and(|v| v.verify(presented, now_s()).is_ok())
+        },
+    )?;
+    Ok(())
+}
+
+/// 405 with the `Allow` header RFC 9110 asks for: the route's methods, `HEAD` wherever
+/// `GET` is, and `OPTIONS` (the CORS preflight) everywhere.
+fn method_not_allowed(allowed: String) -> std::result::Result<Response, ApiError> {
+    let mut methods: Vec<&str> = allowed.split(", ").collect();
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    methods.push("OPTIONS");
+    let allow = methods.join(", ");
+    let err = ApiError::from(route::RouteError::MethodNotAllowed { allowed });
+    let mut response = error_response(&err).map_err(internal_error)?;
+    response
+        .headers_mut()
+        .set("Allow", &allow)
+        .map_err(internal_error)?;
+    Ok(response)
 }
 
 /// `GET /dev/token?user=<id>`: what `make dev` prints, and what the demo page uses.
@@ -670,13 +724,16 @@ fn preflight() -> std::result::Result<Response, ApiError> {
 }
 
 /// Lets an allowed browser origin read the answer (disallowed ones never get this far).
-fn with_cors(mut response: Response, origin: Option<&str>) -> Result<Response> {
-    if let Some(origin) = origin {
-        let headers = response.headers_mut();
-        headers.set("Access-Control-Allow-Origin", origin)?;
-        headers.append("Vary", "Origin")?;
-    }
-    Ok(response)
+/// The headers are copied first: an answer passed through from a Durable Object carries
+/// immutable ones, and setting a header on those throws (a 500 for every such route).
+fn with_cors(response: Response, origin: Option<&str>) -> Result<Response> {
+    let Some(origin) = origin else {
+        return Ok(response);
+    };
+    let headers = response.headers().clone();
+    headers.set("Access-Control-Allow-Origin", origin)?;
+    headers.append("Vary", "Origin")?;
+    Ok(response.with_headers(headers))
 }
 
 fn json_response(status: u16, body: &serde_json::Value) -> std::result::Result<Response, ApiError> {
@@ -770,25 +827,38 @@ pub(crate) fn close_reply(code: usize) -> u16 {
 
 /// Sends `text` to every socket of an object, crossing into JavaScript once: the string
 /// is copied over once and the loop runs there, instead of one call, one socket handle
-/// and one string copy per socket from Rust.
-pub(crate) fn send_to_all(state: &worker::State, text: &str) {
-    send_to_all_js(state.as_raw(), text);
+/// and one string copy per socket from Rust. Answers how many sockets took it and how
+/// many could not (for `GET /v1/stats`).
+pub(crate) fn send_to_all(state: &worker::State, text: &str) -> crate::stats::Sends {
+    let packed = send_to_all_js(state.as_raw(), text);
+    // `sent * 2^20 + failed`: one number back across the boundary; an object holds far
+    // fewer than 2^20 sockets.
+    let packed = packed.max(0.0) as u64;
+    crate::stats::Sends {
+        sent: packed >> 20,
+        failed: packed & ((1 << 20) - 1),
+    }
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
 export function sendToAll(state, text) {
+  let sent = 0;
+  let failed = 0;
   for (const ws of state.getWebSockets()) {
     try {
       ws.send(text);
+      sent++;
     } catch {
       // A socket closing right now misses nothing: what is sent is stored first.
+      failed++;
     }
   }
+  return sent * 1048576 + failed;
 }
 "#)]
 extern "C" {
     #[wasm_bindgen(js_name = sendToAll)]
-    fn send_to_all_js(state: &worker::worker_sys::DurableObjectState, text: &str);
+    fn send_to_all_js(state: &worker::worker_sys::DurableObjectState, text: &str) -> f64;
 }
 
 /// An object's one alarm, written to storage only when the wanted time changes.
@@ -808,6 +878,11 @@ impl Alarm {
     /// The alarm ran; the runtime has cleared it.
     pub(crate) fn fired(&self) {
         self.set_for.set(None);
+    }
+
+    /// Whether this instance has set the alarm for `at` or earlier.
+    pub(crate) fn covers(&self, at: u64) -> bool {
+        matches!(self.set_for.get(), Some(Some(set)) if set <= at)
     }
 
     /// Sets (or deletes) the alarm; true when storage was touched.

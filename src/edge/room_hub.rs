@@ -21,6 +21,7 @@ use worker::{
 
 use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
+use super::stats::ObjectStats;
 use super::{
     attached, cached_config, close_reply, error_response, internal, internal_error, log, now_ms,
     number_header, random_id, required_header, send_to_all, Alarm,
@@ -33,6 +34,7 @@ use crate::hub::{self, Effect, Hub};
 use crate::inbox::{Inbox, Receipt, Seq};
 use crate::publish::Draft;
 use crate::room::{self, presence, Member, Placement, RoomFrame, Roster};
+use crate::stats::{self, Kind, Sends, Tick};
 
 /// A shard's socket joining, as the root learns of it.
 #[derive(Deserialize, Serialize)]
@@ -80,6 +82,8 @@ pub struct RoomHub {
     /// The room's name has been stored since this instance woke.
     named: Cell<bool>,
     config: OnceCell<Config>,
+    /// Counters for `GET /v1/stats` (each shard reports its own sockets and deliveries).
+    stats: ObjectStats,
 }
 
 impl DurableObject for RoomHub {
@@ -92,6 +96,11 @@ impl DurableObject for RoomHub {
             .map(RefCell::new)
             .map_err(|e| e.to_string());
         let room = RoomSql::open(sql).map_err(|e| e.to_string());
+        let config = OnceCell::new();
+        let interval = cached_config(&config, &env)
+            .map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+                c.limits.stats_report_ms
+            });
         Self {
             state,
             env,
@@ -103,7 +112,8 @@ impl DurableObject for RoomHub {
             pace: Cell::new(Pace::default()),
             alarm: Alarm::new(),
             named: Cell::new(false),
-            config: OnceCell::new(),
+            config,
+            stats: ObjectStats::new(Kind::Room, interval),
         }
     }
 
@@ -128,6 +138,7 @@ impl DurableObject for RoomHub {
             ("/fanout", _) => self.fanout(req).await,
             _ => Err(ApiError::new(404, "not_found", "no such room route")),
         };
+        self.settle_report().await;
         answer.or_else(|err| error_response(&err))
     }
 
@@ -150,6 +161,7 @@ impl DurableObject for RoomHub {
         self.with_hub(&limits, |hub| hub.alarm(now).map_err(hub::HubError::from))
             .map_err(api_to_worker)?;
         self.broadcast(out).await.map_err(api_to_worker)?;
+        self.report();
         self.schedule().await.map_err(api_to_worker)?;
         Response::ok("done")
     }
@@ -190,8 +202,11 @@ impl DurableObject for RoomHub {
                 .map_err(api_to_worker)?
         };
         for reply in replies {
-            let _ = ws.send_with_str(reply.to_json());
+            let sent = ws.send_with_str(reply.to_json()).is_ok();
+            self.stats
+                .sent(&self.state, stats::items(&reply), Sends::one(sent));
         }
+        self.settle_report().await;
         Ok(())
     }
 
@@ -207,6 +222,8 @@ impl DurableObject for RoomHub {
             return Ok(());
         };
         self.roster().remove(&member.id);
+        // One connection fewer.
+        self.stats.touch();
         if self.is_shard(&member) {
             self.root_call("/shard-leave", &member)
                 .await
@@ -214,6 +231,7 @@ impl DurableObject for RoomHub {
         } else {
             self.leave(&member).await.map_err(api_to_worker)?;
         }
+        self.settle_report().await;
         Ok(())
     }
 }
@@ -275,6 +293,8 @@ impl RoomHub {
             .serialize_attachment(member)
             .map_err(internal_error)?;
         self.roster().add(&member.id, &member.user);
+        // One connection more.
+        self.stats.touch();
         Ok((pair, server))
     }
 
@@ -292,15 +312,17 @@ impl RoomHub {
             .remove(&member.id)
             .unwrap_or_default();
         let first = first?;
-        for frame in &first.frames {
+        let waiting: Vec<ServerFrame> = waiting
+            .iter()
+            .filter_map(|out| out.after(first.latest))
+            .map(|out| out.frame)
+            .collect();
+        for frame in first.frames.iter().chain(&waiting) {
             server
                 .send_with_str(frame.to_json())
                 .map_err(internal_error)?;
-        }
-        for out in waiting.iter().filter_map(|out| out.after(first.latest)) {
-            server
-                .send_with_str(out.frame.to_json())
-                .map_err(internal_error)?;
+            self.stats
+                .sent(&self.state, stats::items(frame), Sends::one(true));
         }
         Ok(())
     }
@@ -467,6 +489,7 @@ impl RoomHub {
                     };
                 let (_, effects) =
                     self.with_hub(&limits, |hub| Ok(hub.publish(vec![draft], now)?))?;
+                self.stats.touch();
                 let out = effects
                     .into_iter()
                     .filter_map(|effect| match effect {
@@ -492,6 +515,9 @@ impl RoomHub {
         let limits = self.config()?.limits.for_room();
         let (receipts, effects) =
             self.with_hub(&limits, |hub| Ok(hub.publish(drafts, now_ms())?))?;
+        if receipts.iter().any(|r| !r.duplicate) {
+            self.stats.touch();
+        }
         let out = effects
             .into_iter()
             .filter_map(|effect| match effect {
@@ -627,8 +653,10 @@ impl RoomHub {
         let mut pending = self.pending.borrow_mut();
         // The hot path: a plain fan-out to everyone, one crossing into JavaScript per frame.
         if pending.is_empty() && frames.iter().all(|out| out.except.is_none()) {
-            for text in &texts {
-                send_to_all(&self.state, text);
+            for (out, text) in frames.iter().zip(&texts) {
+                let sends = send_to_all(&self.state, text);
+                self.stats
+                    .sent(&self.state, stats::items(&out.frame), sends);
             }
             return;
         }
@@ -655,7 +683,9 @@ impl RoomHub {
                     Some(waiting) => waiting.push(out.clone()),
                     // A socket closing under us misses nothing: history is stored.
                     None => {
-                        let _ = ws.send_with_str(text);
+                        let sent = ws.send_with_str(text).is_ok();
+                        self.stats
+                            .sent(&self.state, stats::items(&out.frame), Sends::one(sent));
                     }
                 }
             }
@@ -668,12 +698,45 @@ impl RoomHub {
         let now = now_ms();
         let retention = self.with_hub(&limits, |hub| Ok(hub.next_deadline(&[], now)?))?;
         let leaving = self.room()?.leaving().map_err(internal_error)?;
-        let next = leaving.iter().map(|(_, at)| *at).chain(retention).min();
+        let next = leaving
+            .iter()
+            .map(|(_, at)| *at)
+            .chain(retention)
+            .chain(self.stats.deadline())
+            .min();
         self.alarm
             .set(&self.state, next)
             .await
             .map(|_| ())
             .map_err(internal_error)
+    }
+
+    /// Sends the stats report if one is due (see [`ObjectStats::tick`]).
+    fn report(&self) -> Tick {
+        self.stats.tick(&self.state, &self.env, || {
+            let stored = self
+                .history
+                .as_ref()
+                .ok()
+                .and_then(|cell| cell.borrow().latest_seq().ok())
+                .unwrap_or(0);
+            (self.roster().sockets() as u64, stored)
+        })
+    }
+
+    /// At the end of an event: reports if due, and moves the alarm for a report that has
+    /// to wait, unless it already comes in time. A failure costs a late report only.
+    async fn settle_report(&self) {
+        if let Tick::WaitUntil(at) = self.report() {
+            if !self.alarm.covers(at) {
+                if let Err(e) = self.schedule().await {
+                    log::event(
+                        "error",
+                        json!({ "message": format!("stats alarm: {}", e.message) }),
+                    );
+                }
+            }
+        }
     }
 
     /// Distinct users with an open socket here or (for the root) on any shard.

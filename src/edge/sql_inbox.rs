@@ -114,10 +114,16 @@ fn unsigned(value: Option<i64>) -> Option<u64> {
     value.map(|v| v.max(0) as u64)
 }
 
-/// `?, ?, …` for `n` bindings.
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+/// A list bound as one JSON array, for `IN (SELECT value FROM json_each(?))`. A Durable
+/// Object's SQLite takes at most 100 bound parameters per statement, so one `?` per item
+/// failed for a `read` of 100 ids (plus `now`) or a digest of 100 held items.
+fn json_list<T: serde::Serialize>(items: &[T]) -> Result<SqlStorageValue, InboxError> {
+    serde_json::to_string(items)
+        .map(SqlStorageValue::String)
+        .map_err(storage_error)
 }
+
+const IN_LIST: &str = "IN (SELECT value FROM json_each(?))";
 
 fn notification(item: &str, read: i64) -> Result<Notification, InboxError> {
     let mut item: Notification = serde_json::from_str(item).map_err(storage_error)?;
@@ -268,12 +274,9 @@ impl Inbox for SqlInbox {
         }
         let query = format!(
             "SELECT item, read_at IS NOT NULL AS read FROM notifications
-             WHERE {LIVE} AND id IN ({}) ORDER BY seq",
-            placeholders(ids.len())
+             WHERE {LIVE} AND id {IN_LIST} ORDER BY seq"
         );
-        let mut bindings = vec![int(now_ms)];
-        bindings.extend(ids.iter().map(|id| id.as_str().into()));
-        let rows = self.rows(&query, bindings)?;
+        let rows = self.rows(&query, vec![int(now_ms), json_list(ids)?])?;
         self.notifications(rows)
     }
 
@@ -291,10 +294,7 @@ impl Inbox for SqlInbox {
     ) -> Result<Vec<String>, InboxError> {
         let (condition, mut bindings) = match target {
             ReadTarget::Seqs([]) => return Ok(Vec::new()),
-            ReadTarget::Seqs(seqs) => (
-                format!("seq IN ({})", placeholders(seqs.len())),
-                seqs.iter().map(|&s| int(s)).collect::<Vec<_>>(),
-            ),
+            ReadTarget::Seqs(seqs) => (format!("seq {IN_LIST}"), vec![json_list(seqs)?]),
             ReadTarget::Through(through) => ("seq <= ?".to_owned(), vec![int(through)]),
         };
         bindings.push(int(now_ms));
@@ -426,14 +426,9 @@ impl Inbox for SqlInbox {
             Some(Hold::Window) => SqlStorageValue::Integer(WINDOW_HOLD),
             Some(Hold::Attention) => SqlStorageValue::Integer(ATTENTION_HOLD),
         };
-        let mut bindings = vec![flag];
-        bindings.extend(seqs.iter().map(|&s| int(s)));
         self.run(
-            &format!(
-                "UPDATE notifications SET held = ? WHERE seq IN ({})",
-                placeholders(seqs.len())
-            ),
-            bindings,
+            &format!("UPDATE notifications SET held = ? WHERE seq {IN_LIST}"),
+            vec![flag, json_list(seqs)?],
         )?;
         Ok(())
     }

@@ -20,6 +20,7 @@ use worker::{
 };
 
 use super::sql_inbox::SqlInbox;
+use super::stats::ObjectStats;
 use super::{
     attached, cached_config, close_reply, header, internal, internal_error, log, now_ms,
     number_header, random_id, required_header, send_to_all, Alarm,
@@ -29,8 +30,9 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::frame::{CloseCode, ReadRequest, ServerFrame};
 use crate::hub::{self, Admission, Arrival, Effect, Hub, Session, SocketView};
-use crate::inbox::InboxError;
+use crate::inbox::{Inbox, InboxError};
 use crate::publish::Draft;
+use crate::stats::{self, Kind, Sends, Tick};
 
 #[durable_object]
 pub struct UserHub {
@@ -42,6 +44,8 @@ pub struct UserHub {
     /// The object's one alarm, set at the hub's next deadline.
     alarm: Alarm,
     config: OnceCell<Config>,
+    /// Counters for `GET /v1/stats`, reported now and then.
+    stats: ObjectStats,
 }
 
 impl DurableObject for UserHub {
@@ -55,12 +59,18 @@ impl DurableObject for UserHub {
             "hub_wake",
             json!({ "sockets": state.get_websockets().len() }),
         );
+        let config = OnceCell::new();
+        let interval = cached_config(&config, &env)
+            .map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+                c.limits.stats_report_ms
+            });
         Self {
             state,
             env,
             inbox,
             alarm: Alarm::new(),
-            config: OnceCell::new(),
+            config,
+            stats: ObjectStats::new(Kind::UserHub, interval),
         }
     }
 
@@ -76,7 +86,10 @@ impl DurableObject for UserHub {
             _ => Err(ApiError::new(404, "not_found", "no such hub route")),
         };
         let answer = match answer {
-            Ok(response) => self.schedule().await.map(|()| response),
+            Ok(response) => {
+                self.report();
+                self.schedule().await.map(|()| response)
+            }
             Err(err) => Err(err),
         };
         answer.or_else(|err| super::error_response(&err))
@@ -109,10 +122,19 @@ impl DurableObject for UserHub {
                     );
                 }
             }
-            hub.alarm(now)
-                .map_err(|e| worker::Error::from(e.to_string()))?
+            let to_worker = |e: InboxError| worker::Error::from(e.to_string());
+            // Retention runs here: what it removes unread is what `dropped` counts.
+            let unread_before = hub.inbox.unread_count(now).map_err(to_worker)?;
+            let effects = hub.alarm(now).map_err(to_worker)?;
+            let unread_after = hub.inbox.unread_count(now).map_err(to_worker)?;
+            self.stats.dropped(
+                &self.state,
+                stats::dropped_by_retention(unread_before, 0, unread_after),
+            );
+            effects
         };
         self.apply(None, effects);
+        self.report();
         self.schedule()
             .await
             .map_err(|e| worker::Error::from(e.message))?;
@@ -153,7 +175,7 @@ impl DurableObject for UserHub {
             .iter()
             .any(|e| matches!(e, Effect::Broadcast(ServerFrame::Preferences(_))));
         self.apply(Some((&ws, &session)), effects);
-        if moved {
+        if self.report_needs_alarm() || moved {
             self.schedule()
                 .await
                 .map_err(|e| worker::Error::from(e.message))?;
@@ -180,6 +202,13 @@ impl DurableObject for UserHub {
         // Finish the closing handshake; the peer may already be gone, and nothing is lost
         // if this fails.
         let _ = ws.close(Some(close_reply(code)), Some("closing"));
+        // One connection fewer.
+        self.stats.touch();
+        if self.report_needs_alarm() {
+            self.schedule()
+                .await
+                .map_err(|e| worker::Error::from(e.message))?;
+        }
         Ok(())
     }
 
@@ -231,7 +260,11 @@ impl UserHub {
                     server
                         .send_with_str(frame.to_json())
                         .map_err(internal_error)?;
+                    self.stats
+                        .sent(&self.state, stats::items(frame), Sends::one(true));
                 }
+                // One connection more.
+                self.stats.touch();
                 log::event(
                     "connect",
                     json!({
@@ -273,9 +306,34 @@ impl UserHub {
     async fn store(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let drafts: Vec<Draft> = json_body(&mut req).await?;
         let config = self.config()?;
-        let (receipts, effects) = self.with_hub(config, |hub| {
-            hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
+        let now = now_ms();
+        let incoming = drafts.len() as u64;
+        // The count bound may cut unread items only in an inbox that is (nearly) full;
+        // only then are unread counts taken around the publish, for `dropped`.
+        let unread_before = self.with_hub(config, |hub| {
+            let latest = hub.inbox.latest_seq()?;
+            let pruned = hub.inbox.pruned_through()?;
+            let full =
+                stats::retention_may_cut(latest, pruned, incoming, config.limits.inbox_max_items);
+            Ok(match full {
+                true => Some(hub.inbox.unread_count(now)?),
+                false => None,
+            })
         })?;
+        let (receipts, effects) = self.with_hub(config, |hub| {
+            hub.publish(drafts, now).map_err(hub::HubError::from)
+        })?;
+        let stored = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+        if let Some(before) = unread_before {
+            let after = self.with_hub(config, |hub| Ok(hub.inbox.unread_count(now)?))?;
+            self.stats.dropped(
+                &self.state,
+                stats::dropped_by_retention(before, stored, after),
+            );
+        }
+        if stored > 0 {
+            self.stats.touch();
+        }
         self.apply(None, effects);
         Response::from_json(&receipts).map_err(internal_error)
     }
@@ -357,7 +415,29 @@ impl UserHub {
             hub.next_deadline(&sockets, now_ms())
                 .map_err(hub::HubError::from)
         })?;
+        let next = next.into_iter().chain(self.stats.deadline()).min();
         self.set_alarm(next).await.map_err(internal_error)
+    }
+
+    /// Sends the stats report if one is due (see [`ObjectStats::tick`]).
+    fn report(&self) -> Tick {
+        self.stats.tick(&self.state, &self.env, || {
+            let stored = self
+                .inbox()
+                .ok()
+                .and_then(|inbox| inbox.latest_seq().ok())
+                .unwrap_or(0);
+            (self.open_sockets().len() as u64, stored)
+        })
+    }
+
+    /// After an event that does not otherwise reschedule: reports if due, and tells
+    /// whether a report that has to wait needs the alarm moved for it.
+    fn report_needs_alarm(&self) -> bool {
+        match self.report() {
+            Tick::WaitUntil(at) => !self.alarm.covers(at),
+            Tick::Idle | Tick::Report => false,
+        }
     }
 
     /// The user's sockets that are open (not closing), with their sessions.
@@ -395,10 +475,16 @@ impl UserHub {
         for effect in effects {
             let result = match (effect, origin) {
                 (Effect::Broadcast(frame), _) => {
-                    send_to_all(&self.state, &frame.to_json());
+                    let sends = send_to_all(&self.state, &frame.to_json());
+                    self.stats.sent(&self.state, stats::items(&frame), sends);
                     Ok(())
                 }
-                (Effect::Reply(frame), Some((ws, _))) => ws.send_with_str(frame.to_json()),
+                (Effect::Reply(frame), Some((ws, _))) => {
+                    let sent = ws.send_with_str(frame.to_json());
+                    self.stats
+                        .sent(&self.state, stats::items(&frame), Sends::one(sent.is_ok()));
+                    sent
+                }
                 (Effect::Close { code, reason }, Some((ws, session))) => {
                     log::event(
                         "close",

@@ -1,0 +1,349 @@
+//! The counters behind `GET /v1/stats`: the per-object report throttle, merging reports
+//! without double counting, what counts as delivered and dropped, and who may read them.
+
+mod common;
+
+use common::{World, T0};
+use herald::config::Limits;
+use herald::error::ApiError;
+use herald::frame::{BatchReason, ReadRequest, ServerFrame};
+use herald::inbox::{Inbox, Notification, Priority};
+use herald::stats::{
+    authorize_admin, dropped_by_retention, items, merge, retention_may_cut, AdminError, Counters,
+    Kind, Report, Reporter, Sends, Summary, Tally, Tick,
+};
+
+const INTERVAL: u64 = 5_000;
+
+fn report(object: &str, at: u64, counters: Counters) -> Report {
+    Report {
+        kind: Kind::UserHub,
+        object: object.into(),
+        at,
+        counters,
+    }
+}
+
+fn counters(connections: u64, stored: u64, delivered: u64, dropped: u64) -> Counters {
+    Counters {
+        connections,
+        stored,
+        delivered,
+        dropped,
+    }
+}
+
+// ---- the throttle ---------------------------------------------------------------------
+
+#[test]
+fn nothing_changed_nothing_is_sent_and_no_alarm_is_wanted() {
+    let mut reporter = Reporter::new(INTERVAL);
+    assert_eq!(reporter.tick(T0), Tick::Idle);
+    assert_eq!(reporter.deadline(), None);
+}
+
+#[test]
+fn the_first_change_after_a_wake_up_reports_at_once() {
+    let mut reporter = Reporter::new(INTERVAL);
+    reporter.touch();
+    assert_eq!(
+        reporter.deadline(),
+        None,
+        "the tick at the end of this event sends"
+    );
+    assert_eq!(reporter.tick(T0), Tick::Report);
+    assert_eq!(reporter.tick(T0), Tick::Idle, "sent: clean again");
+}
+
+#[test]
+fn changes_within_the_interval_wait_for_one_report_at_its_end() {
+    let mut reporter = Reporter::new(INTERVAL);
+    reporter.touch();
+    assert_eq!(reporter.tick(T0), Tick::Report);
+    for step in 1..=10 {
+        reporter.touch();
+        assert_eq!(
+            reporter.tick(T0 + step * 100),
+            Tick::WaitUntil(T0 + INTERVAL)
+        );
+        assert_eq!(reporter.deadline(), Some(T0 + INTERVAL));
+    }
+    // The alarm at the deadline sends the one report that covers all ten.
+    assert_eq!(reporter.tick(T0 + INTERVAL), Tick::Report);
+    assert_eq!(reporter.deadline(), None, "no alarm left for stats");
+    assert_eq!(reporter.tick(T0 + INTERVAL + 1), Tick::Idle);
+}
+
+#[test]
+fn at_most_one_report_per_interval_however_busy() {
+    let mut reporter = Reporter::new(INTERVAL);
+    let mut sent = 0;
+    // A change every millisecond for a minute, ticked after each.
+    for ms in 0..60_000 {
+        reporter.touch();
+        if reporter.tick(T0 + ms) == Tick::Report {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 12);
+}
+
+// ---- merging reports ------------------------------------------------------------------
+
+#[test]
+fn a_repeated_report_changes_nothing() {
+    let first = report("a", T0, counters(2, 10, 30, 1));
+    let once = merge(None, first.clone());
+    let twice = merge(Some(&once), first);
+    assert_eq!(once, twice);
+}
+
+#[test]
+fn an_older_report_arriving_late_lowers_nothing() {
+    let newer = merge(None, report("a", T0 + 5_000, counters(0, 12, 40, 2)));
+    let merged = merge(Some(&newer), report("a", T0, counters(3, 10, 30, 1)));
+    assert_eq!(merged.counters, counters(0, 12, 40, 2));
+    assert_eq!(merged.at, T0 + 5_000);
+}
+
+#[test]
+fn connections_come_from_the_newest_report_even_when_they_fall() {
+    let kept = merge(None, report("a", T0, counters(5, 1, 1, 0)));
+    let merged = merge(Some(&kept), report("a", T0 + 1, counters(1, 1, 1, 0)));
+    assert_eq!(merged.counters.connections, 1);
+}
+
+#[test]
+fn a_wake_up_that_reports_less_than_was_kept_cannot_undo_counts() {
+    // An object that lost counts it had not yet written (a crash) reports lower values:
+    // the stats keep the higher ones, never a sum of the two.
+    let kept = merge(None, report("a", T0, counters(1, 10, 50, 0)));
+    let merged = merge(
+        Some(&kept),
+        report("a", T0 + 60_000, counters(1, 11, 45, 0)),
+    );
+    assert_eq!(merged.counters, counters(1, 11, 50, 0));
+}
+
+#[test]
+fn the_summary_has_both_kinds_even_before_any_report() {
+    let summary = Summary {
+        as_of: T0,
+        ..Summary::default()
+    };
+    let v = serde_json::to_value(summary).unwrap();
+    for kind in ["user_hubs", "rooms"] {
+        for field in ["objects", "connections", "stored", "delivered", "dropped"] {
+            assert_eq!(v[kind][field], 0, "{kind}.{field}");
+        }
+    }
+    assert_eq!(v["as_of"], T0);
+}
+
+#[test]
+fn totals_are_kept_per_kind() {
+    let mut summary = Summary::default();
+    summary.totals_mut(Kind::Room).connections += 3;
+    assert_eq!(summary.rooms.connections, 3);
+    assert_eq!(summary.user_hubs.connections, 0);
+    assert_eq!(Kind::parse(Kind::Room.as_str()), Some(Kind::Room));
+    assert_eq!(Kind::parse(Kind::UserHub.as_str()), Some(Kind::UserHub));
+    assert_eq!(Kind::parse("shard"), None);
+}
+
+// ---- what counts ----------------------------------------------------------------------
+
+#[test]
+fn a_frame_counts_the_notifications_it_carries_per_socket() {
+    let n = Notification {
+        id: "n1".into(),
+        seq: 1,
+        event: "task.updated".into(),
+        title: None,
+        body: None,
+        data: None,
+        priority: Priority::Normal,
+        actor: None,
+        room: None,
+        created_at: T0,
+        expires_at: None,
+        read: false,
+    };
+    assert_eq!(items(&ServerFrame::Notification(n.clone())), 1);
+    assert_eq!(items(&ServerFrame::Message(n.clone())), 1);
+    let batch = ServerFrame::Batch {
+        reason: BatchReason::Replay,
+        items: vec![n.clone(), n.clone(), n],
+    };
+    assert_eq!(items(&batch), 3);
+    assert_eq!(items(&ServerFrame::UnreadCount { unread_count: 1 }), 0);
+    assert_eq!(items(&ServerFrame::Pong), 0);
+
+    let mut tally = Tally::default();
+    tally.sent(items(&batch), Sends { sent: 2, failed: 1 });
+    assert_eq!(
+        tally,
+        Tally {
+            delivered: 6,
+            dropped: 3
+        }
+    );
+    tally.sent(1, Sends::one(true));
+    tally.sent(1, Sends::one(false));
+    assert_eq!(
+        tally,
+        Tally {
+            delivered: 7,
+            dropped: 4
+        }
+    );
+}
+
+#[test]
+fn an_inbox_with_room_to_spare_needs_no_unread_counts() {
+    assert!(!retention_may_cut(0, 0, 1, 1_000));
+    assert!(!retention_may_cut(999, 0, 1, 1_000));
+    assert!(retention_may_cut(1_000, 0, 1, 1_000));
+    // After retention cut through seq 500, 500 items at most are stored.
+    assert!(!retention_may_cut(1_000, 500, 100, 1_000));
+    assert!(retention_may_cut(1_500, 500, 1, 1_000));
+}
+
+/// The glue's measurement, run on the real core: unread counts around a publish that
+/// pushes the inbox over its count bound.
+#[test]
+fn retention_drops_count_unread_items_cut_not_read_or_expired_ones() {
+    let mut w = World::with_limits(Limits {
+        inbox_max_items: 3,
+        ..Limits::default()
+    });
+    for _ in 0..3 {
+        let d = w.draft();
+        w.publish_one(d);
+    }
+    // n1 is read; n2 stays unread.
+    let now = w.now;
+    w.hub()
+        .read(
+            &ReadRequest {
+                ids: Some(vec!["n1".into()]),
+                up_to_seq: None,
+                all: None,
+            },
+            now,
+        )
+        .unwrap();
+
+    let (latest, pruned) = (
+        w.inbox.latest_seq().unwrap(),
+        w.inbox.pruned_through().unwrap(),
+    );
+    assert!(retention_may_cut(latest, pruned, 2, 3));
+    let before = w.unread();
+    let drafts = vec![w.draft(), w.draft()];
+    let (receipts, _) = w.hub().publish(drafts, now).unwrap();
+    let after = w.unread();
+    assert_eq!(w.stored_seqs(), vec![3, 4, 5], "n1 and n2 were cut");
+    // n1 was read before it went: only n2 was dropped.
+    assert_eq!(
+        dropped_by_retention(before, receipts.len() as u64, after),
+        1
+    );
+}
+
+#[test]
+fn a_repeated_idempotency_key_stores_nothing_and_drops_nothing() {
+    let mut w = World::with_limits(Limits {
+        inbox_max_items: 1,
+        ..Limits::default()
+    });
+    let mut d = w.draft();
+    d.idempotency_key = Some("k".into());
+    w.publish_one(d.clone());
+    let before = w.unread();
+    let (receipt, _) = w.publish_one(d);
+    assert!(receipt.duplicate);
+    assert_eq!(dropped_by_retention(before, 0, w.unread()), 0);
+}
+
+// ---- who may read them ----------------------------------------------------------------
+
+const ADMIN: &str = "admin-key-0123456789";
+
+fn no_other(_: &str) -> bool {
+    false
+}
+
+#[test]
+fn without_an_admin_key_the_route_is_off() {
+    for key in [None, Some(""), Some("  ")] {
+        assert_eq!(
+            authorize_admin(Some(&format!("Bearer {ADMIN}")), key, no_other),
+            Err(AdminError::NotConfigured)
+        );
+    }
+    let err = ApiError::from(AdminError::NotConfigured);
+    assert_eq!((err.status, err.code), (404, "not_found"));
+    assert!(err.message.contains("ADMIN_KEY"));
+}
+
+#[test]
+fn only_the_admin_key_opens_it() {
+    assert_eq!(
+        authorize_admin(Some(&format!("Bearer {ADMIN}")), Some(ADMIN), no_other),
+        Ok(())
+    );
+    assert_eq!(
+        authorize_admin(Some(&format!("bearer  {ADMIN} ")), Some(ADMIN), no_other),
+        Ok(())
+    );
+    for wrong in ["admin-key-012345678", "admin-key-01234567890", "x"] {
+        assert_eq!(
+            authorize_admin(Some(&format!("Bearer {wrong}")), Some(ADMIN), no_other),
+            Err(AdminError::WrongKey),
+            "{wrong:?}"
+        );
+    }
+}
+
+#[test]
+fn missing_wrong_and_foreign_credentials_get_distinct_answers() {
+    let status = |result: Result<(), AdminError>| {
+        let err = ApiError::from(result.unwrap_err());
+        (err.status, err.code)
+    };
+    assert_eq!(
+        status(authorize_admin(None, Some(ADMIN), no_other)),
+        (401, "missing_token")
+    );
+    assert_eq!(
+        status(authorize_admin(Some(ADMIN), Some(ADMIN), no_other)),
+        (401, "missing_token"),
+        "a key without the Bearer scheme"
+    );
+    assert_eq!(
+        status(authorize_admin(Some("Bearer nope"), Some(ADMIN), no_other)),
+        (401, "invalid_key")
+    );
+    // The producer key (or a valid user token) is a real credential, just not this one.
+    let publish_key = |presented: &str| presented == "publish-key";
+    assert_eq!(
+        status(authorize_admin(
+            Some("Bearer publish-key"),
+            Some(ADMIN),
+            publish_key
+        )),
+        (403, "forbidden")
+    );
+}
+
+#[test]
+fn the_admin_key_is_checked_before_any_other_credential() {
+    let mut asked = false;
+    let result = authorize_admin(Some(&format!("Bearer {ADMIN}")), Some(ADMIN), |_| {
+        asked = true;
+        true
+    });
+    assert_eq!(result, Ok(()));
+    assert!(!asked, "no token verification for the right key");
+}
