@@ -73,10 +73,15 @@ fn start() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let origin = req.headers().get("Origin")?;
     let path = req.path();
+    // Only an allowed origin may read the answer: a refusal must not carry CORS headers.
+    let mut cors_origin = None;
     let answer = match config(&env) {
         Ok(config) => match origin.as_deref() {
             Some(o) if !config.origin_allowed(o) => Err(ApiError::origin_not_allowed()),
-            _ => serve(req, &env, &config).await,
+            _ => {
+                cors_origin = origin.as_deref();
+                serve(req, &env, &config).await
+            }
         },
         Err(e) => Err(e),
     };
@@ -91,7 +96,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     if response.status_code() == 101 {
         return Ok(response);
     }
-    with_cors(response, origin.as_deref())
+    with_cors(response, cors_origin)
 }
 
 async fn serve(

@@ -175,20 +175,22 @@ impl DurableObject for RoomHub {
             return ws.close(Some(CloseCode::Internal.code()), Some("lost session state"));
         };
         let config = self.config().map_err(api_to_worker)?;
-        let text = match message {
-            WebSocketIncomingMessage::String(text) => text,
-            WebSocketIncomingMessage::Binary(_) => {
-                let reply = ServerFrame::error("bad_frame", "binary frames are not supported");
-                return ws.send_with_str(reply.to_json());
-            }
+        // Binary frames count against the same size and rate limits as text.
+        let size = match &message {
+            WebSocketIncomingMessage::String(text) => text.len(),
+            WebSocketIncomingMessage::Binary(bytes) => bytes.len(),
         };
         if let Some(Effect::Close { code, reason }) =
-            hub::admit(&mut member.budget, &config.limits, text.len(), now_ms())
+            hub::admit(&mut member.budget, &config.limits, size, now_ms())
         {
             let _ = ws.send_with_str(ServerFrame::error("closing", reason.as_str()).to_json());
             return ws.close(Some(code.code()), Some(reason));
         }
         ws.serialize_attachment(&member)?;
+        let WebSocketIncomingMessage::String(text) = message else {
+            let reply = ServerFrame::error("bad_frame", "binary frames are not supported");
+            return ws.send_with_str(reply.to_json());
+        };
         let replies = if self.is_shard(&member) {
             let event = ShardEvent { member, text };
             let mut answer = self

@@ -520,7 +520,10 @@ impl UserHub {
 }
 
 async fn json_body<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
-    req.json()
-        .await
+    // Parsed by serde_json (depth-limited, and its errors never quote the input) rather
+    // than through a JsValue, whose error formats the whole value: a deeply nested body
+    // overflowed the JS stack in that formatting and the request never answered.
+    let body = req.bytes().await.map_err(internal_error)?;
+    serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(400, "bad_request", format!("body: {e}")))
 }
