@@ -759,6 +759,19 @@ describe("hostile publishes are refused and store nothing", { concurrency: true,
     assert.deepEqual(second, { id: first.id, room, seq: first.seq, duplicate: true });
   });
 
+  test("a key repeated in one batch for other recipients gets 400 and stores nothing", async () => {
+    const res = await herald.publish({
+      messages: [
+        { to: { users: ["dup-ann"] }, event: "first", idempotency_key: "other" },
+        { to: { users: ["dup-ann", "dup-bob"] }, event: "second", idempotency_key: "other" },
+      ],
+    });
+    isError(res, 400, "bad_request", /^messages\[1\]\.idempotency_key/);
+    for (const user of ["dup-ann", "dup-bob"]) {
+      assert.deepEqual((await rest("/v1/notifications", token(user))).body.items, []);
+    }
+  });
+
   test("deep nesting in a preferences body gets 400", async () => {
     const erin = token("erin");
     const nested = "[".repeat(30_000) + "]".repeat(30_000);

@@ -40,6 +40,29 @@ const MESSAGE_FIELDS: &[&str] = &[
     "inbox",
 ];
 
+/// A key repeated within one batch is a repeat of the first message, answered with its id
+/// and seq; aimed at other recipients it would be answered with an id that some of them
+/// never got, so it is refused.
+fn same_key_same_target(messages: &[Message]) -> Result<(), InputError> {
+    for (i, later) in messages.iter().enumerate() {
+        let Some(key) = &later.draft.idempotency_key else {
+            continue;
+        };
+        let first = messages[..i]
+            .iter()
+            .position(|m| m.draft.idempotency_key.as_ref() == Some(key));
+        if let Some(j) = first.filter(|&j| {
+            messages[j].recipients != later.recipients || messages[j].room != later.room
+        }) {
+            return Err(field_error(
+                &format!("messages[{i}].idempotency_key"),
+                format!("repeats the key of messages[{j}], which goes to other recipients"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> InputError {
     InputError::Field {
         field: field.into(),
@@ -132,6 +155,7 @@ impl PublishRequest {
                         parse_message(item, &format!("messages[{i}]."), limits, new_id())
                     })
                     .collect::<Result<Vec<_>, _>>()?;
+                same_key_same_target(&parsed)?;
                 (true, parsed)
             }
             Some(_) => return Err(field_error("messages", "must be an array")),

@@ -383,3 +383,20 @@ fn an_oversized_user_list_is_refused_on_length_before_deduplication() {
         "{error:?}"
     );
 }
+
+#[test]
+fn a_key_repeated_in_a_batch_must_name_the_same_recipients() {
+    let keyed = |users: &[&str]| {
+        let mut m = message("task.updated", users);
+        m["idempotency_key"] = json!("k-1");
+        m
+    };
+    // The same message twice is a repeat: the hub answers it `duplicate`.
+    let request = parse(&batch(vec![keyed(&["ann"]), keyed(&["ann"])])).unwrap();
+    assert_eq!(request.messages.len(), 2);
+    // Aimed elsewhere, the repeat would be answered with an id bob never got.
+    assert_field_error(
+        &batch(vec![keyed(&["ann"]), keyed(&["ann", "bob"])]),
+        "messages[1].idempotency_key",
+    );
+}
