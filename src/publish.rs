@@ -55,7 +55,7 @@ fn same_key_same_target(messages: &[Message]) -> Result<(), InputError> {
             messages[j].recipients != later.recipients || messages[j].room != later.room
         }) {
             return Err(field_error(
-                &format!("messages[{i}].idempotency_key"),
+                format!("messages[{i}].idempotency_key"),
                 format!("repeats the key of messages[{j}], which goes to other recipients"),
             ));
         }
