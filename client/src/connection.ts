@@ -7,6 +7,8 @@ import type { HeraldError, ServerFrame, Status } from "./types.js";
 
 const PROTOCOL = "herald.v1";
 const NORMAL_CLOSURE = 1000;
+/** What a socket that failed without a close frame reports. */
+const ABNORMAL_CLOSURE = 1006;
 const TOKEN_EXPIRED = 4001;
 
 /**
@@ -95,6 +97,9 @@ export class Connection {
     socket.onopen = () => this.opened();
     socket.onmessage = (event) => this.received(event.data);
     socket.onclose = (event) => this.closed(event.code);
+    // Browsers follow an error with a close; Node 22's WebSocket, refused during the
+    // handshake, fires only the error. Either way the socket is done.
+    socket.onerror = () => this.closed(ABNORMAL_CLOSURE);
     this.socket = socket;
     // A handshake can hang as silently as a dead link (half-open TCP, a stuck proxy).
     this.expectAnswer();
@@ -197,7 +202,7 @@ export class Connection {
     const socket = this.socket;
     if (!socket) return null;
     this.socket = null;
-    socket.onopen = socket.onmessage = socket.onclose = null;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
     this.timers.clear("ping");
     this.timers.clear("answer");
     this.timers.clear("stable");

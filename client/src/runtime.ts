@@ -10,6 +10,7 @@ export interface SocketLike {
   onopen: ((event: unknown) => void) | null;
   onmessage: ((event: { data: unknown }) => void) | null;
   onclose: ((event: { code: number; reason?: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
 }
 
 type SocketConstructor = new (url: string, protocols: string[]) => SocketLike;

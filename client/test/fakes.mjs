@@ -43,7 +43,7 @@ export function fakeSockets() {
       this.protocols = protocols;
       this.sent = [];
       this.closeCode = undefined;
-      this.onopen = this.onmessage = this.onclose = null;
+      this.onopen = this.onmessage = this.onclose = this.onerror = null;
       sockets.push(this);
     }
     send(data) {
@@ -62,6 +62,10 @@ export function fakeSockets() {
     /** The server (or the network) closes the socket. */
     serverClose(code) {
       this.onclose?.({ code, reason: "" });
+    }
+    /** The socket fails without a close event (Node 22's WebSocket refused mid-handshake). */
+    fail() {
+      this.onerror?.({});
     }
     /** Sent JSON frames, heartbeats left out. */
     get frames() {

@@ -149,3 +149,15 @@ test("close() while waiting for a token abandons that connect", async () => {
   await settle();
   assert.equal(net.sockets.length, 0);
 });
+
+test("an error without a close event still reconnects with backoff, once", async () => {
+  const ctx = await start(quiet);
+  const failed = ctx.net.last;
+  failed.fail();
+  failed.serverClose(1006); // a browser's close after the error: already handled
+  assert.deepEqual(ctx.clock.pending().length, 1);
+  ctx.clock.advance(ctx.clock.pending()[0]);
+  await settle();
+  assert.equal(ctx.net.sockets.length, 2);
+  assert.deepEqual(ctx.statuses, ["connecting", "reconnecting"]);
+});

@@ -755,6 +755,15 @@ pub(crate) fn error_response(err: &ApiError) -> Result<Response> {
         .with_headers(headers))
 }
 
+/// Passes an event handler's answer through, logging a failure first: for events whose
+/// failure no client sees (alarms), the log is the only trace.
+pub(crate) fn logged(event: &str, answer: Result<Response>) -> Result<Response> {
+    if let Err(e) = &answer {
+        log::event("error", json!({ "where": event, "message": e.to_string() }));
+    }
+    answer
+}
+
 pub(crate) fn internal_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }

@@ -23,8 +23,8 @@ use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
 use super::stats::ObjectStats;
 use super::{
-    attached, cached_config, close_reply, error_response, internal, internal_error, log, now_ms,
-    number_header, random_id, required_header, send_to_all, Alarm,
+    attached, cached_config, close_reply, error_response, internal, internal_error, log, logged,
+    now_ms, number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::config::Config;
 use crate::error::ApiError;
@@ -143,27 +143,8 @@ impl DurableObject for RoomHub {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.alarm.fired();
-        let now = now_ms();
-        let room = self.room().map_err(api_to_worker)?;
-        let online = self.online_users().map_err(api_to_worker)?;
-        let leaving = room.leaving()?;
-        let mut out = Vec::new();
-        for user in presence::due(&leaving, &online, now) {
-            out.push(Outgoing::to_all(presence_frame(PresenceAction::Left, user)));
-        }
-        for (user, at) in &leaving {
-            if *at <= now {
-                room.set_leaving(user, None)?;
-            }
-        }
-        let limits = self.config().map_err(api_to_worker)?.limits.for_room();
-        self.with_hub(&limits, |hub| hub.alarm(now).map_err(hub::HubError::from))
-            .map_err(api_to_worker)?;
-        self.broadcast(out).await.map_err(api_to_worker)?;
-        self.report();
-        self.schedule().await.map_err(api_to_worker)?;
-        Response::ok("done")
+        // The runtime retries a failed alarm, silently: say why it failed.
+        logged("alarm", self.run_alarm().await)
     }
 
     async fn websocket_message(
@@ -239,6 +220,31 @@ impl DurableObject for RoomHub {
 }
 
 impl RoomHub {
+    /// The alarm's work: sweeps, releases and retention, then the next alarm.
+    async fn run_alarm(&self) -> Result<Response> {
+        self.alarm.fired();
+        let now = now_ms();
+        let room = self.room().map_err(api_to_worker)?;
+        let online = self.online_users().map_err(api_to_worker)?;
+        let leaving = room.leaving()?;
+        let mut out = Vec::new();
+        for user in presence::due(&leaving, &online, now) {
+            out.push(Outgoing::to_all(presence_frame(PresenceAction::Left, user)));
+        }
+        for (user, at) in &leaving {
+            if *at <= now {
+                room.set_leaving(user, None)?;
+            }
+        }
+        let limits = self.config().map_err(api_to_worker)?.limits.for_room();
+        self.with_hub(&limits, |hub| hub.alarm(now).map_err(hub::HubError::from))
+            .map_err(api_to_worker)?;
+        self.broadcast(out).await.map_err(api_to_worker)?;
+        self.report();
+        self.schedule().await.map_err(api_to_worker)?;
+        Response::ok("done")
+    }
+
     /// Root: a socket arrives. It stays here while there is room, else it is handed to
     /// a shard object, whose answer (the 101) goes back as is.
     async fn accept_member(&self, req: Request) -> std::result::Result<Response, ApiError> {

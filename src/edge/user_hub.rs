@@ -22,7 +22,7 @@ use worker::{
 use super::sql_inbox::SqlInbox;
 use super::stats::ObjectStats;
 use super::{
-    attached, cached_config, close_reply, header, internal, internal_error, log, now_ms,
+    attached, cached_config, close_reply, header, internal, internal_error, log, logged, now_ms,
     number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::attention::Preferences;
@@ -96,49 +96,8 @@ impl DurableObject for UserHub {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.alarm.fired();
-        let now = now_ms();
-        let config = self.config().map_err(|e| worker::Error::from(e.message))?;
-        let effects = {
-            let mut inbox = self
-                .inbox()
-                .map_err(|e| worker::Error::from(e.to_string()))?;
-            if let Some(scheduled) = inbox.scheduled_alarm() {
-                log::event("alarm", json!({ "late_ms": now.saturating_sub(scheduled) }));
-            }
-            let mut hub = Hub {
-                inbox: &mut *inbox,
-                limits: &config.limits,
-            };
-            for (ws, session) in self.open_sockets() {
-                let view = SocketView::of(&session, self.last_ping(&ws));
-                if let Some((code, reason)) = hub.liveness(&view, now) {
-                    self.apply(
-                        Some((&ws, &session)),
-                        vec![Effect::Close {
-                            code,
-                            reason: reason.to_owned(),
-                        }],
-                    );
-                }
-            }
-            let to_worker = |e: InboxError| worker::Error::from(e.to_string());
-            // Retention runs here: what it removes unread is what `dropped` counts.
-            let unread_before = hub.inbox.unread_count(now).map_err(to_worker)?;
-            let effects = hub.alarm(now).map_err(to_worker)?;
-            let unread_after = hub.inbox.unread_count(now).map_err(to_worker)?;
-            self.stats.dropped(
-                &self.state,
-                stats::dropped_by_retention(unread_before, 0, unread_after),
-            );
-            effects
-        };
-        self.apply(None, effects);
-        self.report();
-        self.schedule()
-            .await
-            .map_err(|e| worker::Error::from(e.message))?;
-        Response::ok("done")
+        // The runtime retries a failed alarm, silently: say why it failed.
+        logged("alarm", self.run_alarm().await)
     }
 
     async fn websocket_message(
@@ -227,6 +186,53 @@ impl DurableObject for UserHub {
 }
 
 impl UserHub {
+    /// The alarm's work: sweeps, releases and retention, then the next alarm.
+    async fn run_alarm(&self) -> Result<Response> {
+        self.alarm.fired();
+        let now = now_ms();
+        let config = self.config().map_err(|e| worker::Error::from(e.message))?;
+        let effects = {
+            let mut inbox = self
+                .inbox()
+                .map_err(|e| worker::Error::from(e.to_string()))?;
+            if let Some(scheduled) = inbox.scheduled_alarm() {
+                log::event("alarm", json!({ "late_ms": now.saturating_sub(scheduled) }));
+            }
+            let mut hub = Hub {
+                inbox: &mut *inbox,
+                limits: &config.limits,
+            };
+            for (ws, session) in self.open_sockets() {
+                let view = SocketView::of(&session, self.last_ping(&ws));
+                if let Some((code, reason)) = hub.liveness(&view, now) {
+                    self.apply(
+                        Some((&ws, &session)),
+                        vec![Effect::Close {
+                            code,
+                            reason: reason.to_owned(),
+                        }],
+                    );
+                }
+            }
+            let to_worker = |e: InboxError| worker::Error::from(e.to_string());
+            // Retention runs here: what it removes unread is what `dropped` counts.
+            let unread_before = hub.inbox.unread_count(now).map_err(to_worker)?;
+            let effects = hub.alarm(now).map_err(to_worker)?;
+            let unread_after = hub.inbox.unread_count(now).map_err(to_worker)?;
+            self.stats.dropped(
+                &self.state,
+                stats::dropped_by_retention(unread_before, 0, unread_after),
+            );
+            effects
+        };
+        self.apply(None, effects);
+        self.report();
+        self.schedule()
+            .await
+            .map_err(|e| worker::Error::from(e.message))?;
+        Response::ok("done")
+    }
+
     /// Accepts a device's socket (replaying after `since` if asked), or refuses it with a
     /// close code the client can act on.
     fn accept_device(&self, req: &Request) -> std::result::Result<Response, ApiError> {
