@@ -280,10 +280,10 @@ impl RoomHub {
         }
         let member = new_member(&req, config)?;
         let since = number_header(&req, internal::SINCE)?;
-        let server = self.accept(&member)?;
+        let (pair, server) = self.accept(&member)?;
         let welcome = self.join(&member, since, config).await;
-        self.send_first(&server.1, &member, welcome)?;
-        upgrade(&req, server.0)
+        self.send_first(&server, &member, welcome)?;
+        upgrade(&req, pair)
     }
 
     /// Takes a member's socket into this object. Until [`Self::send_first`], frames fanned
@@ -345,7 +345,7 @@ impl RoomHub {
         let mut member = new_member(&req, config)?;
         member.shard = Some(shard);
         let since = number_header(&req, internal::SINCE)?;
-        let server = self.accept(&member)?;
+        let (pair, server) = self.accept(&member)?;
         let join = ShardJoin {
             member: member.clone(),
             shard,
@@ -355,8 +355,8 @@ impl RoomHub {
             Ok(mut answer) => answer.json().await.map_err(internal_error),
             Err(e) => Err(e),
         };
-        self.send_first(&server.1, &member, welcome)?;
-        upgrade(&req, server.0)
+        self.send_first(&server, &member, welcome)?;
+        upgrade(&req, pair)
     }
 
     /// Root: the first frames of a member (here or on a shard): welcome, who is online,
@@ -369,11 +369,7 @@ impl RoomHub {
     ) -> std::result::Result<FirstFrames, ApiError> {
         let room = self.room()?;
         let now = now_ms();
-        // Present before this socket: another socket of the user here or on a shard.
-        let already_online = self.roster().has_other(&member.user, &member.id)
-            || room
-                .remote_user_present(&member.user)
-                .map_err(internal_error)?;
+        let already_online = self.present_elsewhere(member)?;
         let leaving = room
             .leaving()
             .map_err(internal_error)?
@@ -431,11 +427,7 @@ impl RoomHub {
     /// announced once the grace period passes without a return (the alarm does that).
     async fn leave(&self, member: &Member) -> std::result::Result<(), ApiError> {
         let config = self.config()?;
-        let still_online = self.roster().has_other(&member.user, &member.id)
-            || self
-                .room()?
-                .remote_user_present(&member.user)
-                .map_err(internal_error)?;
+        let still_online = self.present_elsewhere(member)?;
         if let Some(at) =
             presence::leave_deadline(still_online, now_ms(), config.limits.room_presence_grace_ms)
         {
@@ -600,13 +592,14 @@ impl RoomHub {
     /// everything gathered meanwhile, runs of notifications packed into one `batch`;
     /// callers that find it filling leave their frames to that one.
     async fn broadcast(&self, frames: Vec<Outgoing>) -> std::result::Result<(), ApiError> {
-        let gathering = {
+        // This caller sends if it brought the first frames; an earlier one is gathering.
+        let sends = {
             let mut outbox = self.outbox.borrow_mut();
-            let gathering = !outbox.is_empty();
+            let first = outbox.is_empty();
             outbox.extend(frames);
-            gathering || outbox.is_empty()
+            first && !outbox.is_empty()
         };
-        if gathering {
+        if !sends {
             return Ok(());
         }
         let wait = self.pace.get().wait_ms(now_ms());
@@ -745,6 +738,17 @@ impl RoomHub {
                 }
             }
         }
+    }
+
+    /// Root: whether the member's user has a socket besides this one, here or on a shard:
+    /// a join then announces nobody, and a leave starts no departure.
+    fn present_elsewhere(&self, member: &Member) -> std::result::Result<bool, ApiError> {
+        if self.roster().has_other(&member.user, &member.id) {
+            return Ok(true);
+        }
+        self.room()?
+            .remote_user_present(&member.user)
+            .map_err(internal_error)
     }
 
     /// Distinct users with an open socket here or (for the root) on any shard.
