@@ -291,6 +291,20 @@ describe("huge tokens", { concurrency: true, timeout: 30_000 }, () => {
     isError(await rest("/v1/publish", token, { method: "POST", body: { to: { users: [VICTIM] }, event: "x" } }), 401, "invalid_token");
   });
 
+  test("validly signed but over 8 KB: 401 invalid_token, one byte less still works", async () => {
+    // The padding makes the token just over (or just under) the bound once encoded.
+    const signed = (padding) => token(VICTIM, { pad: "x".repeat(padding) });
+    let padding = 4_000;
+    while (signed(padding + 1).length <= 8192) padding++;
+    const fits = signed(padding);
+    const bloated = signed(padding + 8);
+    assert.ok(fits.length <= 8192 && bloated.length > 8192);
+    assert.equal((await rest("/v1/notifications", fits)).status, 200);
+    isError(await rest("/v1/notifications", bloated), 401, "invalid_token", /8192 bytes/);
+    isError(await refusedUpgrade("/v1/connect", bearer(bloated)), 401, "invalid_token", /8192 bytes/);
+    isError(await refusedUpgrade(`/v1/rooms/${ROOM}/connect`, bearer(bloated)), 401, "invalid_token");
+  });
+
   test("60 KB, not a JWT at all: 401", async () => {
     const garbage = remember("a".repeat(60 * 1024));
     isError(await refusedUpgrade("/v1/connect", bearer(garbage)), 401, "invalid_token");

@@ -55,6 +55,24 @@ describe("attention", { concurrency: true }, () => {
     await client.close();
   });
 
+  test("a device resuming while items are held gets them in its replay, and not again when the window closes", async () => {
+    const user = "resumer";
+    assert.equal((await putPreferences(herald, user, { batch_window_ms: 1500 })).status, 200);
+    const live = await device(herald, user);
+    const before = [];
+    for (let i = 0; i < 2; i++) before.push((await publish(herald, user)).body.recipients[0].seq);
+    const resumed = await herald.connect("/v1/connect?since=0", { headers: auth(user) });
+    const replay = await resumed.next((f) => f.type === "batch" && f.reason === "replay");
+    assert.deepEqual(replay.items.map((n) => n.seq), before);
+    await resumed.next(ofType("synced"));
+    const later = (await publish(herald, user)).body.recipients[0].seq;
+    const whole = await live.next(ofType("batch"));
+    assert.deepEqual(whole.items.map((n) => n.seq), [...before, later]);
+    const rest = await resumed.next((f) => f.type === "batch" && f.reason === "window");
+    assert.deepEqual(rest.items.map((n) => n.seq), [later]);
+    await Promise.all([live.close(), resumed.close()]);
+  });
+
   test("during focus a normal item waits, an urgent one goes through, and the digest holds exactly the held items once", async () => {
     const user = "focused";
     const client = await device(herald, user);
@@ -128,6 +146,7 @@ describe("attention", { concurrency: true }, () => {
       [{ quiet_hours: { start: "7:00", end: "07:00", time_zone: "UTC" } }, /quiet_hours\.start/],
       [{ muted_events: ["not ok!"] }, /muted_events\[0\]/],
       [{ focus_until: "soon" }, /focus_until/],
+      [{ focus_until: Date.now() + 8 * 24 * 3_600_000 }, /focus_until/],
       [{ colour: "blue" }, /colour/],
       ["{", /JSON/],
     ];

@@ -236,6 +236,19 @@ impl Preferences {
         })
     }
 
+    /// A `focus_until` set through `PUT /v1/preferences` at `now_ms` may lie at most
+    /// [`MAX_FOCUS_MS`] ahead, like one set by a `focus` frame: a mistyped year must not
+    /// silence a user's devices for good. A past time stays valid: it means off.
+    pub fn check_focus_horizon(&self, now_ms: u64) -> Result<(), InputError> {
+        match self.focus_until {
+            Some(until) if until > now_ms.saturating_add(MAX_FOCUS_MS) => Err(field(
+                "focus_until",
+                "must be at most 7 days ahead (or past, or null, for off)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// If focus mode or quiet hours hold back live delivery at `now_ms`, when that ends.
     pub fn attention_ends(&self, now_ms: u64) -> Option<u64> {
         let focus = self.focus_until.filter(|until| *until > now_ms);

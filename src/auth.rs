@@ -28,6 +28,11 @@ pub const ALLOWED_ALGORITHMS: [Algorithm; 4] = [
 /// The WebSocket subprotocol of this API version; browsers offer it next to `bearer.<jwt>`.
 pub const PROTOCOL: &str = "herald.v1";
 
+/// Longest token accepted. Real tokens are well under 2 KB; the bound keeps a validly
+/// signed but bloated token (thousands of room grants) from costing every request that
+/// carries it a large parse and grant check.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Longest user id accepted in `sub` or in a publish's `to.users`.
 pub const MAX_USER_ID_LEN: usize = 128;
 
@@ -38,6 +43,8 @@ pub enum AuthError {
     MissingToken,
     #[error("the token is not a well-formed JWT")]
     Malformed,
+    #[error("the token is longer than 8192 bytes")]
+    TooLong,
     #[error("the token's algorithm {0} is not allowed")]
     AlgorithmNotAllowed(String),
     #[error("no configured key matches the token")]
@@ -132,6 +139,9 @@ impl TokenVerifier {
 
     /// Checks `token` at time `now_s` (seconds since the epoch) and returns its claims.
     pub fn verify(&self, token: &str, now_s: u64) -> Result<Claims, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLong);
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));

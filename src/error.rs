@@ -98,6 +98,7 @@ impl From<AuthError> for ApiError {
             AuthError::Expired => (401, "token_expired"),
             AuthError::NotYetValid => (401, "token_not_yet_valid"),
             AuthError::Malformed
+            | AuthError::TooLong
             | AuthError::AlgorithmNotAllowed(_)
             | AuthError::UnknownKey
             | AuthError::BadSignature

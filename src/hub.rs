@@ -55,9 +55,34 @@ pub struct Session {
     /// When the token runs out, leeway included (ms); the socket is closed with 4001 then.
     #[serde(default)]
     pub token_expires_at: Option<u64>,
+    /// The highest seq a replay has sent this socket. A replay sends every stored item,
+    /// held ones too, so a later release of held items leaves these out for this socket.
+    #[serde(default)]
+    pub replayed: Seq,
 }
 
 impl Session {
+    /// Of held `items` being released, those this socket has not had in a replay.
+    pub fn unseen(&self, items: &[Notification]) -> Vec<Notification> {
+        items
+            .iter()
+            .filter(|n| n.seq > self.replayed)
+            .cloned()
+            .collect()
+    }
+
+    /// Notes what the replay `frames` sent this socket.
+    fn note_replay(&mut self, frames: &[ServerFrame]) {
+        let sent = frames.iter().filter_map(|frame| match frame {
+            ServerFrame::Batch {
+                reason: BatchReason::Replay,
+                items,
+            } => items.last().map(|n| n.seq),
+            _ => None,
+        });
+        self.replayed = sent.fold(self.replayed, Seq::max);
+    }
+
     /// The name acks are recorded under: the device if it has one, else the connection.
     pub fn ack_key(&self) -> &str {
         self.device.as_deref().unwrap_or(&self.id)
@@ -135,6 +160,12 @@ impl FrameBudget {
 pub enum Effect {
     /// Send to every open socket of the user.
     Broadcast(ServerFrame),
+    /// Send held `items` to every open socket as one `batch`, less those each socket
+    /// already had in a replay ([`Session::unseen`]); a socket left with none gets nothing.
+    Release {
+        reason: BatchReason,
+        items: Vec<Notification>,
+    },
     /// Send to the socket the event came from.
     Reply(ServerFrame),
     /// Close the socket the event came from.
@@ -231,7 +262,7 @@ impl<I: Inbox> Hub<'_, I> {
         if let Some(since) = arrival.since {
             frames.extend(self.replay(since, now_ms)?);
         }
-        let session = Session {
+        let mut session = Session {
             user: arrival.user,
             id: arrival.session_id,
             device: arrival.device,
@@ -240,7 +271,9 @@ impl<I: Inbox> Hub<'_, I> {
             acked: 0,
             last_frame_at: now_ms,
             token_expires_at: arrival.token_exp.map(|exp| (exp + LEEWAY_S) * 1000),
+            replayed: 0,
         };
+        session.note_replay(&frames);
         Ok(Admission::Welcome { session, frames })
     }
 
@@ -582,7 +615,7 @@ impl<I: Inbox> Hub<'_, I> {
             BatchReason::Window
         };
         Ok(vec![
-            Effect::Broadcast(ServerFrame::Batch { reason, items }),
+            Effect::Release { reason, items },
             self.unread_frame(now_ms)?,
         ])
     }
@@ -692,7 +725,10 @@ impl<I: Inbox> Hub<'_, I> {
                 .map(|page| vec![Effect::Reply(ServerFrame::Page(page))]),
             ClientFrame::Resume { since } => self
                 .replay(since, now_ms)
-                .map(|frames| frames.into_iter().map(Effect::Reply).collect())
+                .map(|frames| {
+                    session.note_replay(&frames);
+                    frames.into_iter().map(Effect::Reply).collect()
+                })
                 .map_err(HubError::from),
             ClientFrame::Focus(request) => self.focus(&request, now_ms),
         };

@@ -131,7 +131,7 @@ fn outs(effects: &[Effect]) -> Vec<Out> {
         .iter()
         .map(|effect| match effect {
             Effect::Broadcast(ServerFrame::Notification(n)) => Out::Pushed(n.seq),
-            Effect::Broadcast(ServerFrame::Batch { reason, items }) => {
+            Effect::Release { reason, items } => {
                 Out::Batch(*reason, items.iter().map(|n| n.seq).collect())
             }
             Effect::Broadcast(ServerFrame::UnreadCount { unread_count }) => {
@@ -356,6 +356,23 @@ fn focus_until_is_a_time_or_null() {
 }
 
 #[test]
+fn focus_until_reaches_at_most_as_far_as_a_focus_frame() {
+    let at = |until: u64| parse(&json!({ "focus_until": until })).unwrap();
+    assert_eq!(at(T0 + MAX_FOCUS_MS).check_focus_horizon(T0), Ok(()));
+    // A past time is off, not an error.
+    assert_eq!(at(T0 - 1).check_focus_horizon(T0), Ok(()));
+    assert_eq!(parse(&json!({})).unwrap().check_focus_horizon(T0), Ok(()));
+    match at(T0 + MAX_FOCUS_MS + 1).check_focus_horizon(T0) {
+        Err(InputError::Field { field, .. }) => assert_eq!(field, "focus_until"),
+        other => panic!("expected a focus_until error, got {other:?}"),
+    }
+    // Year 275760 in ms does not overflow the check.
+    assert!(at(8_640_000_000_000_000)
+        .check_focus_horizon(u64::MAX - 1)
+        .is_ok());
+}
+
+#[test]
 fn an_unknown_field_is_refused_by_name() {
     // A typo must not silently do nothing.
     assert_field_error(&json!({ "batch_window": 1000 }), "batch_window");
@@ -438,7 +455,7 @@ fn items_within_the_window_go_out_as_one_batch_when_it_closes() {
         [Out::Batch(BatchReason::Window, vec![1, 2]), Out::Unread(2)]
     );
     // The batch carries the stored notifications themselves.
-    let Effect::Broadcast(ServerFrame::Batch { items, .. }) = &effects[0] else {
+    let Effect::Release { items, .. } = &effects[0] else {
         unreachable!()
     };
     assert_eq!(*items, stored(&w.inbox));
@@ -446,6 +463,46 @@ fn items_within_the_window_go_out_as_one_batch_when_it_closes() {
 
     // The alarm may run twice at the same time; the batch goes out once.
     assert_eq!(outs(&w.alarm()), []);
+}
+
+#[test]
+fn a_socket_that_replayed_held_items_is_not_sent_them_again_on_release() {
+    let mut w = one_second_window();
+    w.publish(Priority::Normal);
+    w.publish(Priority::Normal);
+    assert_eq!(w.held_seqs(), [1, 2]);
+    // A device resuming now gets both in its replay, held or not: the cursor promise.
+    let mut resumed = w.admit(Arrival {
+        since: Some(0),
+        ..arrival("ses_resumed")
+    });
+    assert_eq!(resumed.replayed, 2);
+    let live = w.admit(arrival("ses_live"));
+    assert_eq!(live.replayed, 0);
+    w.publish(Priority::Normal);
+
+    w.advance(1_000);
+    let effects = w.alarm();
+    let Effect::Release { items, .. } = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    let seqs = |items: Vec<Notification>| items.iter().map(|n| n.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(items.clone()), [1, 2, 3]);
+    assert_eq!(seqs(live.unseen(items)), [1, 2, 3]);
+    assert_eq!(seqs(resumed.unseen(items)), [3]);
+
+    // A `resume` frame counts as well, and never lowers what was replayed.
+    w.publish(Priority::Normal);
+    w.send(&mut resumed, r#"{"type":"resume","since":3}"#);
+    assert_eq!(resumed.replayed, 4);
+    w.send(&mut resumed, r#"{"type":"resume","since":4}"#);
+    assert_eq!(resumed.replayed, 4);
+    w.advance(1_000);
+    let effects = w.alarm();
+    let Effect::Release { items, .. } = &effects[0] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(seqs(resumed.unseen(items)), Vec::<Seq>::new());
 }
 
 #[test]
@@ -537,7 +594,7 @@ fn focus_holds_all_but_urgent_until_it_ends_then_sends_one_digest() {
     w.now = until;
     let effects = w.alarm();
     assert_eq!(outs(&effects), digest(&[1, 2, 3], 4));
-    let Effect::Broadcast(ServerFrame::Batch { items, .. }) = &effects[0] else {
+    let Effect::Release { items, .. } = &effects[0] else {
         unreachable!()
     };
     assert_eq!(*items, stored(&w.inbox)[..3]);
@@ -721,7 +778,7 @@ fn held_notifications_keep_their_fields_in_a_digest() {
     };
     w.publish_one(full);
     let effects = w.send(&mut session, FOCUS_OFF);
-    let Some(Effect::Broadcast(ServerFrame::Batch { items, .. })) = effects.get(1) else {
+    let Some(Effect::Release { items, .. }) = effects.get(1) else {
         panic!("{effects:?}")
     };
     let expected: Vec<Notification> = stored(&w.inbox);

@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use herald::auth::{AuthError, KeyError, TokenVerifier, LEEWAY_S};
+use herald::auth::{AuthError, KeyError, TokenVerifier, LEEWAY_S, MAX_TOKEN_BYTES};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -349,6 +349,24 @@ fn garbage_is_malformed_not_a_panic() {
     for token in garbage {
         assert_eq!(verify(&token), Err(AuthError::Malformed), "token {token:?}");
     }
+}
+
+#[test]
+fn a_correctly_signed_token_over_the_size_bound_is_refused_before_parsing() {
+    let padded = |len: usize| {
+        // Grow the padding until the token is exactly `len` bytes long (base64 rounds).
+        (0..)
+            .skip(MAX_TOKEN_BYTES * 3 / 4 - 300)
+            .map(|pad| hs256(&with(good_claims(), "pad", json!("x".repeat(pad)))))
+            .find(|token| token.len() >= len)
+            .unwrap()
+    };
+    let fits = padded(MAX_TOKEN_BYTES - 3);
+    assert!(fits.len() <= MAX_TOKEN_BYTES);
+    assert!(verify(&fits).is_ok());
+    let bloated = padded(MAX_TOKEN_BYTES + 1);
+    assert!(bloated.len() > MAX_TOKEN_BYTES);
+    assert_eq!(verify(&bloated), Err(AuthError::TooLong));
 }
 
 #[test]

@@ -28,9 +28,9 @@ use super::{
 use crate::attention::Preferences;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::frame::{CloseCode, ReadRequest, ServerFrame};
+use crate::frame::{BatchReason, CloseCode, ReadRequest, ServerFrame};
 use crate::hub::{self, Admission, Arrival, Effect, Hub, Session, SocketView};
-use crate::inbox::{Inbox, InboxError};
+use crate::inbox::{Inbox, InboxError, Notification};
 use crate::publish::Draft;
 use crate::stats::{self, Kind, Sends, Tick};
 
@@ -384,9 +384,11 @@ impl UserHub {
     async fn put_preferences(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let body = req.bytes().await.map_err(internal_error)?;
         let preferences = Preferences::parse(&body)?;
+        let now = now_ms();
+        preferences.check_focus_horizon(now)?;
         let config = self.config()?;
         let effects = self.with_hub(config, |hub| {
-            hub.set_preferences(preferences.clone(), now_ms())
+            hub.set_preferences(preferences.clone(), now)
                 .map_err(hub::HubError::from)
         })?;
         self.apply(None, effects);
@@ -485,6 +487,10 @@ impl UserHub {
                     self.stats.sent(&self.state, stats::items(&frame), sends);
                     Ok(())
                 }
+                (Effect::Release { reason, items }, _) => {
+                    self.release(reason, &items);
+                    Ok(())
+                }
                 (Effect::Reply(frame), Some((ws, _))) => {
                     let sent = ws.send_with_str(frame.to_json());
                     self.stats
@@ -504,6 +510,37 @@ impl UserHub {
             if let Err(e) = result {
                 log::event("error", json!({ "message": e.to_string() }));
             }
+        }
+    }
+
+    /// Sends released held items to each socket, less what its replays already sent it.
+    /// Held items go out rarely (a batch window or focus period ends), so the sockets are
+    /// visited one by one here; the common case is still one frame, written once.
+    fn release(&self, reason: BatchReason, items: &[Notification]) {
+        let whole = ServerFrame::Batch {
+            reason,
+            items: items.to_vec(),
+        }
+        .to_json();
+        for ws in self.state.get_websockets() {
+            let unseen = match ws.deserialize_attachment::<Session>() {
+                Ok(Some(session)) => session.unseen(items),
+                _ => items.to_vec(),
+            };
+            let count = unseen.len();
+            let sent = if count == items.len() {
+                ws.send_with_str(&whole)
+            } else if count == 0 {
+                continue;
+            } else {
+                let rest = ServerFrame::Batch {
+                    reason,
+                    items: unseen,
+                };
+                ws.send_with_str(rest.to_json())
+            };
+            self.stats
+                .sent(&self.state, count as u64, Sends::one(sent.is_ok()));
         }
     }
 
