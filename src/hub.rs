@@ -166,6 +166,9 @@ pub enum Effect {
         reason: BatchReason,
         items: Vec<Notification>,
     },
+    /// Retention removed this many unread items before any device read them: count them
+    /// as `dropped` for `GET /v1/stats`.
+    Dropped(u64),
     /// Send to the socket the event came from.
     Reply(ServerFrame),
     /// Close the socket the event came from.
@@ -392,14 +395,16 @@ impl<I: Inbox> Hub<'_, I> {
         }
         // The count bound is kept on every write, so storage never holds more; the other
         // bounds wait for the alarm.
-        if stored && self.inbox.item_count()? > self.limits.inbox_max_items {
-            self.retain(now_ms)?;
-        }
+        let dropped = match stored && self.inbox.item_count()? > self.limits.inbox_max_items {
+            true => self.retain(now_ms)?,
+            false => None,
+        };
         // Held and muted items are counted but do not announce themselves: the count
         // travels with what is pushed.
         if effects.len() > released {
             effects.push(self.unread_frame(now_ms)?);
         }
+        effects.extend(dropped);
         Ok((receipts, effects))
     }
 
@@ -517,8 +522,10 @@ impl<I: Inbox> Hub<'_, I> {
     /// twice in a row does nothing the first run did not. (Closing silent or expired
     /// sockets is [`Hub::liveness`], which the glue asks per socket.)
     pub fn alarm(&mut self, now_ms: u64) -> Result<Vec<Effect>, InboxError> {
-        self.retain(now_ms)?;
-        self.flush(now_ms)
+        let dropped = self.retain(now_ms)?;
+        let mut effects = self.flush(now_ms)?;
+        effects.extend(dropped);
+        Ok(effects)
     }
 
     /// Whether a socket must be closed at `now_ms`, and with which code.
@@ -669,7 +676,8 @@ impl<I: Inbox> Hub<'_, I> {
 
     /// Applies every retention rule at `now_ms`. A bound is due at the very time
     /// `next_deadline` names for it, so an alarm firing on time always removes something.
-    fn retain(&mut self, now_ms: u64) -> Result<(), InboxError> {
+    /// Answers the unread items it removed, if any.
+    fn retain(&mut self, now_ms: u64) -> Result<Option<Effect>, InboxError> {
         // "Older than x at now" is "stored before now + 1 - x".
         let due = |age: u64| (now_ms + 1).saturating_sub(age);
         let by_time = Prune {
@@ -679,7 +687,7 @@ impl<I: Inbox> Hub<'_, I> {
             keys_before: due(self.limits.idempotency_window_ms),
             acks_before: due(self.limits.inbox_max_age_ms),
         };
-        self.inbox.prune(&by_time)?;
+        let mut dropped = self.inbox.prune(&by_time)?;
         // Only then the count bound, so that expired items make room before live ones go.
         let excess = self
             .inbox
@@ -694,12 +702,12 @@ impl<I: Inbox> Hub<'_, I> {
                 unread_only: false,
                 now_ms,
             })?;
-            self.inbox.prune(&Prune {
+            dropped += self.inbox.prune(&Prune {
                 through_seq: oldest.last().map(|n| n.seq),
                 ..by_time
             })?;
         }
-        Ok(())
+        Ok((dropped > 0).then_some(Effect::Dropped(dropped)))
     }
 
     /// A text frame arrived on `session`'s socket.

@@ -166,9 +166,11 @@ pub trait Inbox {
         -> Result<Vec<String>, InboxError>;
     /// Removes the item `seq`; false if it was not there.
     fn remove(&mut self, seq: Seq) -> Result<bool, InboxError>;
-    /// Removes what `prune` names; returns the highest seq removed by the count or age
-    /// bound (not by TTL), and records it as `pruned_through`.
-    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError>;
+    /// Removes what `prune` names and records the highest seq the count or age bound
+    /// removed as `pruned_through`. Returns how many of the items those bounds removed
+    /// were live and unread: notifications no device will now see (`dropped` in the
+    /// stats). Items that ran out their TTL are not counted.
+    fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError>;
     /// When each kind of stored thing next needs pruning.
     fn horizon(&self) -> Result<Horizon, InboxError>;
     /// The receipt stored under an idempotency key, with when it was remembered.
@@ -297,13 +299,15 @@ impl Inbox for MemoryInbox {
         Ok(self.items.remove(&seq).is_some())
     }
 
-    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+    fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
         let mut retained_cut = None;
+        let mut unread = 0;
         self.items.retain(|&seq, n| {
             let by_retention =
                 prune.through_seq.is_some_and(|t| seq <= t) || n.created_at < prune.created_before;
             if by_retention {
                 retained_cut = retained_cut.max(Some(seq));
+                unread += u64::from(!n.read && n.live_at(prune.expired_by));
             }
             !by_retention && n.live_at(prune.expired_by)
         });
@@ -314,7 +318,7 @@ impl Inbox for MemoryInbox {
         self.holds.retain(|seq, _| items.contains_key(seq));
         self.keys.retain(|_, (_, at)| *at >= prune.keys_before);
         self.acks.retain(|_, (_, at)| *at >= prune.acks_before);
-        Ok(retained_cut)
+        Ok(unread)
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {

@@ -181,27 +181,6 @@ pub fn items(frame: &ServerFrame) -> u64 {
     }
 }
 
-/// Whether a publish of `incoming` items could make the count bound remove anything.
-/// Stored items all have seqs in `(pruned_through, latest_seq]`, so when those plus the
-/// new ones fit in `max_items`, nothing can be cut and the unread counts that measure
-/// `dropped` need not be taken.
-pub fn retention_may_cut(
-    latest_seq: u64,
-    pruned_through: u64,
-    incoming: u64,
-    max_items: u64,
-) -> bool {
-    latest_seq.saturating_sub(pruned_through) + incoming > max_items
-}
-
-/// Unread items retention removed during one event that stored `stored` new (unread)
-/// items: the unread count before, plus what was added, minus the count after. Expired
-/// items are not in either count (they leave by the producer's TTL, not by retention),
-/// and nothing is marked read during a publish or an alarm.
-pub fn dropped_by_retention(unread_before: u64, stored: u64, unread_after: u64) -> u64 {
-    (unread_before + stored).saturating_sub(unread_after)
-}
-
 /// What an object should do about its report at the end of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tick {

@@ -327,7 +327,7 @@ impl Inbox for FailingInbox {
         self.healthy()?;
         self.inner.remove(seq)
     }
-    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+    fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
         self.healthy()?;
         self.inner.prune(prune)
     }

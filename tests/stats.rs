@@ -7,10 +7,12 @@ use common::{World, T0};
 use herald::config::Limits;
 use herald::error::ApiError;
 use herald::frame::{BatchReason, ReadRequest, ServerFrame};
-use herald::inbox::{Inbox, Notification, Priority};
+use herald::hub::Effect;
+use herald::inbox::{Notification, Priority};
+use herald::publish::Draft;
 use herald::stats::{
-    authorize_admin, dropped_by_retention, items, merge, retention_may_cut, AdminError, Counters,
-    Kind, Report, Reporter, Sends, Summary, Tally, Tick,
+    authorize_admin, items, merge, AdminError, Counters, Kind, Report, Reporter, Sends, Summary,
+    Tally, Tick,
 };
 
 const INTERVAL: u64 = 5_000;
@@ -199,71 +201,86 @@ fn a_frame_counts_the_notifications_it_carries_per_socket() {
     );
 }
 
-#[test]
-fn an_inbox_with_room_to_spare_needs_no_unread_counts() {
-    assert!(!retention_may_cut(0, 0, 1, 1_000));
-    assert!(!retention_may_cut(999, 0, 1, 1_000));
-    assert!(retention_may_cut(1_000, 0, 1, 1_000));
-    // After retention cut through seq 500, 500 items at most are stored.
-    assert!(!retention_may_cut(1_000, 500, 100, 1_000));
-    assert!(retention_may_cut(1_500, 500, 1, 1_000));
-}
-
-/// The glue's measurement, run on the real core: unread counts around a publish that
-/// pushes the inbox over its count bound.
+/// Retention's drops, as the core reports them: unread items the count bound cut, not
+/// read ones.
 #[test]
 fn retention_drops_count_unread_items_cut_not_read_or_expired_ones() {
     let mut w = World::with_limits(Limits {
         inbox_max_items: 3,
         ..Limits::default()
     });
+    let short_lived = Draft {
+        ttl_s: Some(1),
+        ..w.draft()
+    };
+    w.publish_one(short_lived);
     for _ in 0..3 {
         let d = w.draft();
         w.publish_one(d);
     }
-    // n1 is read; n2 stays unread.
+    assert_eq!(w.stored_seqs(), vec![2, 3, 4], "n1 went to make room");
+    // n2 is read; n3 stays unread.
     let now = w.now;
     w.hub()
         .read(
             &ReadRequest {
-                ids: Some(vec!["n1".into()]),
+                ids: Some(vec!["n2".into()]),
                 up_to_seq: None,
                 all: None,
             },
             now,
         )
         .unwrap();
-
-    let (latest, pruned) = (
-        w.inbox.latest_seq().unwrap(),
-        w.inbox.pruned_through().unwrap(),
-    );
-    assert!(retention_may_cut(latest, pruned, 2, 3));
-    let before = w.unread();
+    // Once n1's TTL has run out, a publish of two cuts n2 (read) and n3 (unread).
+    w.advance(1_000);
+    let now = w.now;
     let drafts = vec![w.draft(), w.draft()];
-    let (receipts, _) = w.hub().publish(drafts, now).unwrap();
-    let after = w.unread();
-    assert_eq!(w.stored_seqs(), vec![3, 4, 5], "n1 and n2 were cut");
-    // n1 was read before it went: only n2 was dropped.
-    assert_eq!(
-        dropped_by_retention(before, receipts.len() as u64, after),
-        1
-    );
+    let (_, effects) = w.hub().publish(drafts, now).unwrap();
+    assert_eq!(w.stored_seqs(), vec![4, 5, 6], "n2 and n3 were cut");
+    assert_eq!(dropped(&effects), 1, "only the unread n3 was dropped");
 }
 
 #[test]
-fn a_repeated_idempotency_key_stores_nothing_and_drops_nothing() {
+fn publishes_that_cut_nothing_and_repeated_keys_drop_nothing() {
     let mut w = World::with_limits(Limits {
         inbox_max_items: 1,
         ..Limits::default()
     });
     let mut d = w.draft();
     d.idempotency_key = Some("k".into());
-    w.publish_one(d.clone());
-    let before = w.unread();
-    let (receipt, _) = w.publish_one(d);
+    let (_, effects) = w.publish_one(d.clone());
+    assert_eq!(dropped(&effects), 0);
+    let (receipt, effects) = w.publish_one(d);
     assert!(receipt.duplicate);
-    assert_eq!(dropped_by_retention(before, 0, w.unread()), 0);
+    assert_eq!(dropped(&effects), 0);
+}
+
+#[test]
+fn the_age_bound_at_the_alarm_drops_unread_items_too() {
+    let mut w = World::with_limits(Limits {
+        inbox_max_age_ms: 10_000,
+        ..Limits::default()
+    });
+    for _ in 0..2 {
+        let d = w.draft();
+        w.publish_one(d);
+    }
+    w.advance(10_000);
+    let now = w.now;
+    let effects = w.hub().alarm(now).unwrap();
+    assert_eq!(w.stored_seqs(), Vec::<u64>::new());
+    assert_eq!(dropped(&effects), 2);
+}
+
+/// What the effects of one event count as `dropped`.
+fn dropped(effects: &[Effect]) -> u64 {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Dropped(count) => *count,
+            _ => 0,
+        })
+        .sum()
 }
 
 // ---- who may read them ----------------------------------------------------------------

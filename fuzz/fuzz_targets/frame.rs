@@ -86,7 +86,7 @@ fn session(inbox: &mut MemoryInbox, limits: &Limits) -> Session {
 fn frames(effects: &[Effect]) -> impl Iterator<Item = &ServerFrame> {
     effects.iter().filter_map(|effect| match effect {
         Effect::Broadcast(frame) | Effect::Reply(frame) => Some(frame),
-        Effect::Release { .. } | Effect::Close { .. } => None,
+        Effect::Release { .. } | Effect::Dropped(_) | Effect::Close { .. } => None,
     })
 }
 

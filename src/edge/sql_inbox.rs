@@ -63,6 +63,13 @@ struct Number {
     n: Option<i64>,
 }
 
+/// What the count and age bounds are about to remove.
+#[derive(Deserialize)]
+struct Cut {
+    through: Option<i64>,
+    unread: Option<i64>,
+}
+
 #[derive(Deserialize)]
 struct ItemRow {
     item: String,
@@ -316,14 +323,22 @@ impl Inbox for SqlInbox {
         Ok(self.run("DELETE FROM notifications WHERE seq = ?", vec![int(seq)])? > 0)
     }
 
-    fn prune(&mut self, prune: &Prune) -> Result<Option<Seq>, InboxError> {
+    fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
         // -1 matches no seq: no count cut this time.
         let through = prune.through_seq.map_or(SqlStorageValue::Integer(-1), int);
-        let rows: Vec<Number> = self.rows(
-            "SELECT MAX(seq) AS n FROM notifications WHERE seq <= ? OR created_at < ?",
-            vec![through.clone(), int(prune.created_before)],
+        let rows: Vec<Cut> = self.rows(
+            &format!(
+                "SELECT MAX(seq) AS through, SUM(read_at IS NULL AND {LIVE}) AS unread
+                 FROM notifications WHERE seq <= ? OR created_at < ?"
+            ),
+            vec![
+                int(prune.expired_by),
+                through.clone(),
+                int(prune.created_before),
+            ],
         )?;
-        let retained_cut = unsigned(rows.first().and_then(|r| r.n));
+        let cut = rows.first();
+        let retained_cut = unsigned(cut.and_then(|r| r.through));
         self.run(
             "DELETE FROM notifications
              WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
@@ -340,7 +355,7 @@ impl Inbox for SqlInbox {
             "DELETE FROM device_acks WHERE at < ?",
             vec![int(prune.acks_before)],
         )?;
-        Ok(retained_cut)
+        Ok(unsigned(cut.and_then(|r| r.unread)).unwrap_or(0))
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {

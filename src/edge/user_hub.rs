@@ -214,16 +214,8 @@ impl UserHub {
                     );
                 }
             }
-            let to_worker = |e: InboxError| worker::Error::from(e.to_string());
-            // Retention runs here: what it removes unread is what `dropped` counts.
-            let unread_before = hub.inbox.unread_count(now).map_err(to_worker)?;
-            let effects = hub.alarm(now).map_err(to_worker)?;
-            let unread_after = hub.inbox.unread_count(now).map_err(to_worker)?;
-            self.stats.dropped(
-                &self.state,
-                stats::dropped_by_retention(unread_before, 0, unread_after),
-            );
-            effects
+            hub.alarm(now)
+                .map_err(|e: InboxError| worker::Error::from(e.to_string()))?
         };
         self.apply(None, effects);
         self.report();
@@ -312,32 +304,10 @@ impl UserHub {
     async fn store(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
         let drafts: Vec<Draft> = json_body(&mut req).await?;
         let config = self.config()?;
-        let now = now_ms();
-        let incoming = drafts.len() as u64;
-        // The count bound may cut unread items only in an inbox that is (nearly) full;
-        // only then are unread counts taken around the publish, for `dropped`.
-        let unread_before = self.with_hub(config, |hub| {
-            let latest = hub.inbox.latest_seq()?;
-            let pruned = hub.inbox.pruned_through()?;
-            let full =
-                stats::retention_may_cut(latest, pruned, incoming, config.limits.inbox_max_items);
-            Ok(match full {
-                true => Some(hub.inbox.unread_count(now)?),
-                false => None,
-            })
-        })?;
         let (receipts, effects) = self.with_hub(config, |hub| {
-            hub.publish(drafts, now).map_err(hub::HubError::from)
+            hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
         })?;
-        let stored = receipts.iter().filter(|r| !r.duplicate).count() as u64;
-        if let Some(before) = unread_before {
-            let after = self.with_hub(config, |hub| Ok(hub.inbox.unread_count(now)?))?;
-            self.stats.dropped(
-                &self.state,
-                stats::dropped_by_retention(before, stored, after),
-            );
-        }
-        if stored > 0 {
+        if receipts.iter().any(|r| !r.duplicate) {
             self.stats.touch();
         }
         self.apply(None, effects);
@@ -489,6 +459,10 @@ impl UserHub {
                 }
                 (Effect::Release { reason, items }, _) => {
                     self.release(reason, &items);
+                    Ok(())
+                }
+                (Effect::Dropped(count), _) => {
+                    self.stats.dropped(&self.state, count);
                     Ok(())
                 }
                 (Effect::Reply(frame), Some((ws, _))) => {
