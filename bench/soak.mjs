@@ -5,7 +5,9 @@
 //   half of the disconnects without a close frame;
 // - a producer publishes at a fixed rate to one to three random users, and to rooms whose
 //   members come and go the same way;
-// - workerd's RSS (/proc/<pid>/status) is sampled every few seconds.
+// - workerd's RSS (/proc/<pid>/status) is sampled every few seconds, and with it, over the
+//   runtime's inspector, what of it is Herald's own: the isolate's V8 heap and the wasm
+//   module's linear memory. The rest is the runtime's.
 // At the end every client resumes once more, and every publish answered 202 must have
 // reached its user (and every room publish every member, from when it first joined).
 // Prints a Markdown report and writes it to bench/results/soak-<date>.md; exits 1 if
@@ -13,6 +15,7 @@
 // Usage: node bench/soak.mjs [--minutes 10] [--users 200] [--rate 40] [--rooms 4]
 //   [--room-members 10] [--churn 20] [--sample-seconds 5] [--out FILE]
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -183,12 +186,82 @@ class Agent {
   }
 }
 
+/**
+ * Herald's own memory inside workerd, read over the runtime's inspector (the Chrome DevTools
+ * Protocol on 127.0.0.1): the V8 heap of the isolate that runs the Worker and its Durable
+ * Objects, and the byte length of every WebAssembly.Memory in it (the Rust module's).
+ */
+class IsolateProbe {
+  static async open(port) {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/core:user:`);
+    await new Promise((resolve, reject) => {
+      ws.once("open", resolve);
+      ws.once("error", reject);
+    });
+    const probe = new IsolateProbe(ws);
+    // `Runtime.evaluate` needs the isolate's context, which `Runtime.enable` announces.
+    const context = new Promise((resolve) => (probe.onContext = resolve));
+    await probe.call("Runtime.enable");
+    probe.contextId = await Promise.race([context, new Promise((r) => setTimeout(r, 5_000))]);
+    return probe;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.nextId = 0;
+    this.pending = new Map();
+    ws.on("message", (data) => {
+      const message = JSON.parse(data);
+      if (message.method === "Runtime.executionContextCreated") this.onContext?.(message.params.context.id);
+      this.pending.get(message.id)?.(message);
+      this.pending.delete(message.id);
+    });
+    ws.on("close", () => {
+      for (const resolve of this.pending.values()) resolve({ error: { message: "inspector closed" } });
+      this.pending.clear();
+    });
+  }
+
+  call(method, params = {}) {
+    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve({ error: { message: "inspector closed" } });
+    const id = ++this.nextId;
+    this.ws.send(JSON.stringify({ id, method, params }));
+    return new Promise((resolve) => this.pending.set(id, resolve));
+  }
+
+  /** { heap, wasm } in MB, or undefined when the inspector cannot answer. */
+  async sample() {
+    const group = "soak";
+    try {
+      const usage = await this.call("Runtime.getHeapUsage");
+      const proto = await this.call("Runtime.evaluate", { expression: "WebAssembly.Memory.prototype", contextId: this.contextId, objectGroup: group });
+      const memories = await this.call("Runtime.queryObjects", { prototypeObjectId: proto.result.result.objectId, objectGroup: group });
+      const bytes = await this.call("Runtime.callFunctionOn", {
+        objectId: memories.result.objects.objectId,
+        functionDeclaration: "function () { return this.reduce((sum, m) => sum + m.buffer.byteLength, 0); }",
+        returnByValue: true,
+      });
+      return { heap: usage.result.usedSize / 2 ** 20, wasm: bytes.result.result.value / 2 ** 20 };
+    } catch {
+      return undefined;
+    } finally {
+      await this.call("Runtime.releaseObjectGroup", { objectGroup: group });
+    }
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
 // ---- run --------------------------------------------------------------------------------
 
 const dir = mkdtempSync(join(tmpdir(), "herald-soak-"));
 process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
-const herald = await startHerald({ persistDir: dir });
+const inspectorPort = await freePort();
+const herald = await startHerald({ persistDir: dir, inspectorPort });
 let pid = herald.pid();
+let probe = await IsolateProbe.open(inspectorPort);
 const base = () => herald.url.href.replace(/^http/, "ws");
 
 const users = Array.from({ length: opts.users }, (_, i) => `soak-${i}`);
@@ -269,17 +342,23 @@ function rssMb(p) {
     return undefined;
   }
 }
-function sample() {
+async function sample() {
   let rss = rssMb(pid);
   if (rss === undefined) {
     // workerd died and Miniflare started it again: worth knowing, and keep measuring.
     counts.workerdRestarts++;
     pid = herald.pid();
     rss = rssMb(pid);
+    probe.close();
+    probe = await IsolateProbe.open(inspectorPort).catch(() => probe);
   }
+  const own = await probe.sample();
   samples.push({
     minutes: (Date.now() - started) / 60_000,
     rss,
+    heap: own?.heap,
+    wasm: own?.wasm,
+    requests: counts.published + counts.publishFailed + counts.roomPublished + counts.roomFailed + counts.connects,
     userSockets: agents.filter((a) => a.state === "online").length,
     roomSockets: members.filter((a) => a.state === "online").length,
     published: counts.published,
@@ -287,11 +366,11 @@ function sample() {
   });
   const s = samples.at(-1);
   console.error(
-    `[soak] ${s.minutes.toFixed(2)} min  RSS ${s.rss?.toFixed(1)} MB  sockets ${s.userSockets}+${s.roomSockets}  202s ${s.published}  delivered ${s.delivered}`,
+    `[soak] ${s.minutes.toFixed(2)} min  RSS ${s.rss?.toFixed(1)} MB  heap ${s.heap?.toFixed(1)} MB  wasm ${s.wasm?.toFixed(1)} MB  sockets ${s.userSockets}+${s.roomSockets}  202s ${s.published}  delivered ${s.delivered}`,
   );
 }
 
-sample();
+await sample();
 const userTick = paced(opts.rate, () => void publishToUsers());
 const roomTick = paced(opts["room-rate"], () => void publishToRoom());
 const churnTick = paced(opts.churn, churnOne);
@@ -304,7 +383,8 @@ const sampler = setInterval(sample, opts["sample-seconds"] * 1000);
 await new Promise((resolve) => setTimeout(resolve, opts.minutes * 60_000));
 clearInterval(ticker);
 clearInterval(sampler);
-sample();
+await sample();
+probe.close();
 
 // ---- verify -----------------------------------------------------------------------------
 
@@ -332,9 +412,15 @@ await herald.stop();
 
 // ---- report -----------------------------------------------------------------------------
 
-const half = samples.filter((s) => s.minutes >= samples.at(-1).minutes / 2 && s.rss !== undefined);
-const slope = regression(half.map((s) => [s.minutes, s.rss]));
-const rssValues = samples.map((s) => s.rss).filter((v) => v !== undefined);
+const half = samples.filter((s) => s.minutes >= samples.at(-1).minutes / 2);
+/** Least-squares slope of `key` over the second half, in MB/min. */
+const trend = (key) => regression(half.filter((s) => s[key] !== undefined).map((s) => [s.minutes, s[key]]));
+const series = (key) => samples.map((s) => s[key]).filter((v) => v !== undefined);
+const rssValues = series("rss");
+const heapValues = series("heap");
+const wasmValues = series("wasm");
+const peak = (values) => (values.length ? Math.max(...values) : undefined);
+const slope = trend("rss");
 const workerdVersion = readJson(join(root, "node_modules/workerd/package.json"))?.version ?? "?";
 const miniflareVersion = readJson(join(root, "node_modules/miniflare/package.json"))?.version ?? "?";
 const date = new Date().toISOString().slice(0, 10);
@@ -364,14 +450,21 @@ At the end every client resumes once more; *lost* counts publishes answered 202 
 | connects / graceful closes / drops without a close frame | ${fmt(counts.connects)} / ${fmt(counts.graceful)} / ${fmt(counts.abrupt)} |
 | failed connects / closed by the server / resets | ${fmt(counts.connectFailures)} / ${fmt(counts.serverCloses)} / ${fmt(counts.resets)} |
 | workerd restarts (crashes) | ${fmt(counts.workerdRestarts)} |
-| workerd RSS at start / peak / end (MB) | ${fmt(rssValues[0], 1)} / ${fmt(Math.max(...rssValues), 1)} / ${fmt(endRss, 1)} |
+| workerd RSS at start / peak / end (MB) | ${fmt(rssValues[0], 1)} / ${fmt(peak(rssValues), 1)} / ${fmt(endRss, 1)} |
 | RSS trend over the second half (least squares, MB/min) | ${fmt(slope, 2)} |
+| Herald's V8 heap in use at start / peak / end (MB) | ${fmt(heapValues[0], 1)} / ${fmt(peak(heapValues), 1)} / ${fmt(heapValues.at(-1), 1)} |
+| Herald's V8 heap trend over the second half (MB/min) | ${fmt(trend("heap"), 2)} |
+| Herald's wasm linear memory at start / end (MB) | ${fmt(wasmValues[0], 1)} / ${fmt(wasmValues.at(-1), 1)} |
 ${failures.length ? `\nFailed publishes (first ${failures.length}): ${failures.map((f) => `\`${f.slice(0, 200)}\``).join("; ")}\n` : ""}
-## workerd RSS over time
+## Memory over time
 
-| t (min) | RSS (MB) | user sockets | room sockets | publishes 202 | delivered |
-|---:|---:|---:|---:|---:|---:|
-${samples.map((s) => `| ${fmt(s.minutes, 2)} | ${fmt(s.rss, 1)} | ${s.userSockets} | ${s.roomSockets} | ${fmt(s.published)} | ${fmt(s.delivered)} |`).join("\n")}
+*heap* is the V8 heap in use by Herald's isolate (the Worker and all its Durable Objects),
+*wasm* the Rust module's linear memory; both are inside the RSS. *requests* counts HTTP
+publishes and WebSocket connects so far.
+
+| t (min) | RSS (MB) | heap (MB) | wasm (MB) | requests | user sockets | room sockets | publishes 202 | delivered |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+${samples.map((s) => `| ${fmt(s.minutes, 2)} | ${fmt(s.rss, 1)} | ${fmt(s.heap, 1)} | ${fmt(s.wasm, 1)} | ${fmt(s.requests)} | ${s.userSockets} | ${s.roomSockets} | ${fmt(s.published)} | ${fmt(s.delivered)} |`).join("\n")}
 `;
 
 console.log(report);
@@ -392,6 +485,18 @@ function regression(points) {
   const sxy = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
   const sxx = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
   return sxx === 0 ? NaN : sxy / sxx;
+}
+
+/** A port free on 127.0.0.1 right now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 function readJson(path) {

@@ -60,7 +60,7 @@ function wranglerConfig() {
  * Starts Herald in workerd. With `persistDir`, Durable Object storage lives there and
  * survives `stop()`; without one, a fresh temporary directory is used and removed.
  */
-export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) {
+export async function startHerald({ persistDir, bindings = {}, port = 0, inspectorPort } = {}) {
   const ownDir = !persistDir;
   const dir = persistDir ?? mkdtempSync(join(tmpdir(), "herald-test-"));
   const { compatibilityDate, vars } = wranglerConfig();
@@ -93,6 +93,7 @@ export async function startHerald({ persistDir, bindings = {}, port = 0 } = {}) 
     durableObjectsPersist: dir,
     host: "127.0.0.1",
     port,
+    ...(inspectorPort === undefined ? {} : { inspectorPort }),
     handleStructuredLogs: ({ message }) => {
       output.push(message);
       let line;
