@@ -58,7 +58,8 @@ function wranglerConfig() {
 
 /**
  * Starts Herald in workerd. With `persistDir`, Durable Object storage lives there and
- * survives `stop()`; without one, a fresh temporary directory is used and removed.
+ * survives `stop()`; without one, a fresh temporary directory is used and removed. With
+ * `inspectorPort`, the runtime's DevTools inspector listens there (the soak reads memory).
  */
 export async function startHerald({ persistDir, bindings = {}, port = 0, inspectorPort } = {}) {
   const ownDir = !persistDir;
@@ -93,7 +94,7 @@ export async function startHerald({ persistDir, bindings = {}, port = 0, inspect
     durableObjectsPersist: dir,
     host: "127.0.0.1",
     port,
-    ...(inspectorPort === undefined ? {} : { inspectorPort }),
+    inspectorPort,
     handleStructuredLogs: ({ message }) => {
       output.push(message);
       let line;
