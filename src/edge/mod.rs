@@ -27,6 +27,7 @@ use crate::inbox::Receipt;
 use crate::publish::{Draft, PublishRequest};
 use crate::room;
 use crate::route::{self, Route};
+use crate::stats::Tick;
 
 /// Header names of the Worker → hub requests. The hub trusts them because only the
 /// Worker can reach it; they are built fresh, never copied from the client's request.
@@ -894,9 +895,13 @@ impl Alarm {
         self.set_for.set(None);
     }
 
-    /// Whether this instance has set the alarm for `at` or earlier.
-    pub(crate) fn covers(&self, at: u64) -> bool {
-        matches!(self.set_for.get(), Some(Some(set)) if set <= at)
+    /// Whether the stats report `tick` asks for has to move the alarm: it must wait, and
+    /// this instance has not already set the alarm for that time or earlier.
+    pub(crate) fn must_move_for(&self, tick: Tick) -> bool {
+        match tick {
+            Tick::WaitUntil(at) => !matches!(self.set_for.get(), Some(Some(set)) if set <= at),
+            Tick::Idle | Tick::Report => false,
+        }
     }
 
     /// Sets (or deletes) the alarm; true when storage was touched.

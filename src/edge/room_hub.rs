@@ -728,14 +728,12 @@ impl RoomHub {
     /// At the end of an event: reports if due, and moves the alarm for a report that has
     /// to wait, unless it already comes in time. A failure costs a late report only.
     async fn settle_report(&self) {
-        if let Tick::WaitUntil(at) = self.report() {
-            if !self.alarm.covers(at) {
-                if let Err(e) = self.schedule().await {
-                    log::event(
-                        "error",
-                        json!({ "message": format!("stats alarm: {}", e.message) }),
-                    );
-                }
+        if self.alarm.must_move_for(self.report()) {
+            if let Err(e) = self.schedule().await {
+                log::event(
+                    "error",
+                    json!({ "message": format!("stats alarm: {}", e.message) }),
+                );
             }
         }
     }

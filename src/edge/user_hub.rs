@@ -412,10 +412,7 @@ impl UserHub {
     /// After an event that does not otherwise reschedule: reports if due, and tells
     /// whether a report that has to wait needs the alarm moved for it.
     fn report_needs_alarm(&self) -> bool {
-        match self.report() {
-            Tick::WaitUntil(at) => !self.alarm.covers(at),
-            Tick::Idle | Tick::Report => false,
-        }
+        self.alarm.must_move_for(self.report())
     }
 
     /// The user's sockets that are open (not closing), with their sessions.
