@@ -1,26 +1,19 @@
 //! Room fan-out: what a busy room packs together, what stays apart and in order, what a
 //! joining socket still needs after its first frames, and when a publish waits to gather.
 
+mod common;
+
+use common::{notification as stored, T0};
 use herald::fanout::{coalesce, Outgoing, Pace, GATHER_MS, SEND_COST_US, SLACK_MS};
 use herald::frame::{BatchReason, PresenceAction, ServerFrame};
-use herald::inbox::{Notification, Priority, Seq};
+use herald::inbox::{Notification, Seq};
 
-const T0: u64 = 1_700_000_000_000;
-
+/// A room message `msg_{seq}`.
 fn item(seq: Seq) -> Notification {
     Notification {
         id: format!("msg_{seq}"),
-        seq,
-        event: "task.updated".into(),
-        title: None,
-        body: None,
-        data: None,
-        priority: Priority::default(),
-        actor: None,
         room: Some("project:42".into()),
-        created_at: T0,
-        expires_at: None,
-        read: false,
+        ..stored(seq)
     }
 }
 

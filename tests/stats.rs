@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::{World, T0};
+use common::{notification, World, T0};
 use herald::config::Limits;
 use herald::error::ApiError;
 use herald::frame::{BatchReason, ReadRequest, ServerFrame};
 use herald::hub::Effect;
-use herald::inbox::{Notification, Priority};
 use herald::publish::Draft;
 use herald::stats::{
     authorize_admin, items, merge, AdminError, Counters, Kind, Report, Reporter, Sends, Summary,
@@ -157,20 +156,7 @@ fn totals_are_kept_per_kind() {
 
 #[test]
 fn a_frame_counts_the_notifications_it_carries_per_socket() {
-    let n = Notification {
-        id: "n1".into(),
-        seq: 1,
-        event: "task.updated".into(),
-        title: None,
-        body: None,
-        data: None,
-        priority: Priority::Normal,
-        actor: None,
-        room: None,
-        created_at: T0,
-        expires_at: None,
-        read: false,
-    };
+    let n = notification(1);
     assert_eq!(items(&ServerFrame::Notification(n.clone())), 1);
     assert_eq!(items(&ServerFrame::Message(n.clone())), 1);
     let batch = ServerFrame::Batch {

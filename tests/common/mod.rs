@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests of the hub core (`hub.rs`, `inbox.rs`,
-//! `attention.rs`).
+//! Helpers shared by the integration tests of the core (`hub.rs`, `inbox.rs`,
+//! `attention.rs`, `stats.rs`, `fanout.rs`).
 
 // Each test crate that declares `mod common;` uses a different part of this module.
 #![allow(dead_code)]
@@ -25,6 +25,25 @@ pub fn draft(id: &str, event: &str) -> Draft {
         room: None,
         idempotency_key: None,
         ttl_s: None,
+    }
+}
+
+/// A stored notification `n{seq}` (event `task.updated`, created at `T0`), for tests
+/// that need items without a hub to store them.
+pub fn notification(seq: Seq) -> Notification {
+    Notification {
+        id: format!("n{seq}"),
+        seq,
+        event: "task.updated".into(),
+        title: None,
+        body: None,
+        data: None,
+        priority: Priority::Normal,
+        actor: None,
+        room: None,
+        created_at: T0,
+        expires_at: None,
+        read: false,
     }
 }
 
