@@ -33,10 +33,10 @@
 //   --rounds and --seconds override the profile's (a case's own rounds stay a maximum)
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, accessSync, constants } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, release } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../miniflare-tests/harness.mjs";
 import { caseLabel, writeRaw, writeReport, TARGET_ORDER } from "./report.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -280,16 +280,6 @@ function childrenOf(pid) {
   return out.split("\n").filter(Boolean).map((p) => ({ pid: Number(p), comm: safeRead(`/proc/${p}/comm`).trim() }));
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Keeps the last `limit` characters written to it. */
 class Tail {

@@ -15,12 +15,11 @@
 // Usage: node bench/soak.mjs [--minutes 10] [--users 200] [--rate 40] [--rooms 4]
 //   [--room-members 10] [--churn 20] [--sample-seconds 5] [--out FILE]
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { startHerald, tokenFor } from "../miniflare-tests/harness.mjs";
+import { freePort, startHerald, tokenFor } from "../miniflare-tests/harness.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const opts = parseArgs(process.argv.slice(2), {
@@ -485,18 +484,6 @@ function regression(points) {
   const sxy = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
   const sxx = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
   return sxx === 0 ? NaN : sxy / sxx;
-}
-
-/** A port free on 127.0.0.1 right now. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function readJson(path) {
