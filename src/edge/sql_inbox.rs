@@ -5,6 +5,8 @@
 //! message leaves the object (its output gate). That is what lets the publish route say
 //! "stored" the moment `append` returns, and makes every multi-statement write here atomic.
 
+use std::cell::RefCell;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
@@ -56,6 +58,9 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > ?)";
 
 pub struct SqlInbox {
     sql: SqlStorage,
+    /// The stored preferences, read on first use and then kept: every publish and alarm
+    /// consults them, and `set_preferences` on this object is their only writer.
+    preferences: RefCell<Option<Preferences>>,
 }
 
 #[derive(Deserialize)]
@@ -144,7 +149,10 @@ const ATTENTION_HOLD: i64 = 2;
 impl SqlInbox {
     pub fn open(sql: SqlStorage) -> Result<Self, InboxError> {
         sql.exec(SCHEMA, None).map_err(storage_error)?;
-        Ok(Self { sql })
+        Ok(Self {
+            sql,
+            preferences: RefCell::new(None),
+        })
     }
 
     fn rows<T: DeserializeOwned>(
@@ -413,14 +421,19 @@ impl Inbox for SqlInbox {
     }
 
     fn preferences(&self) -> Result<Preferences, InboxError> {
+        if let Some(known) = self.preferences.borrow().as_ref() {
+            return Ok(known.clone());
+        }
         let rows: Vec<TextRow> = self.rows(
             "SELECT value FROM hub_settings WHERE key = 'preferences'",
             vec![],
         )?;
-        match rows.first() {
-            Some(row) => serde_json::from_str(&row.value).map_err(storage_error),
-            None => Ok(Preferences::default()),
-        }
+        let stored = match rows.first() {
+            Some(row) => serde_json::from_str(&row.value).map_err(storage_error)?,
+            None => Preferences::default(),
+        };
+        *self.preferences.borrow_mut() = Some(stored.clone());
+        Ok(stored)
     }
 
     fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError> {
@@ -429,6 +442,7 @@ impl Inbox for SqlInbox {
             "INSERT OR REPLACE INTO hub_settings (key, value) VALUES ('preferences', ?)",
             vec![value.into()],
         )?;
+        *self.preferences.borrow_mut() = Some(preferences.clone());
         Ok(())
     }
 
