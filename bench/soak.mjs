@@ -5,9 +5,11 @@
 //   half of the disconnects without a close frame;
 // - a producer publishes at a fixed rate to one to three random users, and to rooms whose
 //   members come and go the same way;
-// - workerd's RSS (/proc/<pid>/status) is sampled every few seconds, and with it, over the
-//   runtime's inspector, what of it is Herald's own: the isolate's V8 heap and the wasm
-//   module's linear memory. The rest is the runtime's.
+// - every few seconds Herald's isolate is garbage-collected over the runtime's inspector,
+//   and then sampled: workerd's RSS (/proc/<pid>/status), and what of it is Herald's own,
+//   the isolate's live V8 heap and the wasm module's linear memory. The rest is the
+//   runtime's. Collecting first is what tells a leak (a trend after collection) from
+//   garbage that V8 has not collected yet.
 // At the end every client resumes once more, and every publish answered 202 must have
 // reached its user (and every room publish every member, from when it first joined).
 // Prints a Markdown report and writes it to bench/results/soak-<date>.md; exits 1 if
@@ -221,17 +223,33 @@ class IsolateProbe {
     });
   }
 
+  /** The inspector's answer to `method`; an error answer after 10 s without one. */
   call(method, params = {}) {
     if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve({ error: { message: "inspector closed" } });
     const id = ++this.nextId;
     this.ws.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve) => this.pending.set(id, resolve));
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        resolve({ error: { message: `${method}: no answer` } });
+      }, 10_000);
+      this.pending.set(id, (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      });
+    });
   }
 
-  /** { heap, wasm } in MB, or undefined when the inspector cannot answer. */
+  /**
+   * Collects Herald's garbage, then answers { heap, wasm } in MB (undefined when the
+   * inspector cannot answer). Collecting first makes the heap figure what is still
+   * referenced, and frees the runtime's memory behind unreferenced objects (requests,
+   * responses, SQL cursors), which V8 does not count and so collects late on its own.
+   */
   async sample() {
     const group = "soak";
     try {
+      await this.call("HeapProfiler.collectGarbage");
       const usage = await this.call("Runtime.getHeapUsage");
       const proto = await this.call("Runtime.evaluate", { expression: "WebAssembly.Memory.prototype", contextId: this.contextId, objectGroup: group });
       const memories = await this.call("Runtime.queryObjects", { prototypeObjectId: proto.result.result.objectId, objectGroup: group });
@@ -275,8 +293,6 @@ const members = rooms.flatMap((room) =>
 const everyone = [...agents, ...members];
 const roomPromised = new Map(rooms.map((room) => [room, []]));
 
-// Start with about half of everyone connected.
-for (const agent of everyone) if (Math.random() < 0.5) agent.connect(base());
 
 const pick = (list) => list[Math.floor(Math.random() * list.length)];
 /** Fires `perSecond` calls of `f` per second, spread over the ticks (fractions carry). */
@@ -342,16 +358,15 @@ function rssMb(p) {
   }
 }
 async function sample() {
-  let rss = rssMb(pid);
-  if (rss === undefined) {
+  if (rssMb(pid) === undefined) {
     // workerd died and Miniflare started it again: worth knowing, and keep measuring.
     counts.workerdRestarts++;
     pid = herald.pid();
-    rss = rssMb(pid);
     probe.close();
     probe = await IsolateProbe.open(inspectorPort).catch(() => probe);
   }
   const own = await probe.sample();
+  const rss = rssMb(pid);
   samples.push({
     minutes: (Date.now() - started) / 60_000,
     rss,
@@ -369,6 +384,9 @@ async function sample() {
   );
 }
 
+// Start with about half of everyone connected. (The inspector answers a collection only
+// while the isolate is busy, so the first sample waits for this.)
+for (const agent of everyone) if (Math.random() < 0.5) agent.connect(base());
 await sample();
 const userTick = paced(opts.rate, () => void publishToUsers());
 const roomTick = paced(opts["room-rate"], () => void publishToRoom());
@@ -451,15 +469,16 @@ At the end every client resumes once more; *lost* counts publishes answered 202 
 | workerd restarts (crashes) | ${fmt(counts.workerdRestarts)} |
 | workerd RSS at start / peak / end (MB) | ${fmt(rssValues[0], 1)} / ${fmt(peak(rssValues), 1)} / ${fmt(endRss, 1)} |
 | RSS trend over the second half (least squares, MB/min) | ${fmt(slope, 2)} |
-| Herald's V8 heap in use at start / peak / end (MB) | ${fmt(heapValues[0], 1)} / ${fmt(peak(heapValues), 1)} / ${fmt(heapValues.at(-1), 1)} |
+| Herald's live V8 heap (after collection) at start / peak / end (MB) | ${fmt(heapValues[0], 1)} / ${fmt(peak(heapValues), 1)} / ${fmt(heapValues.at(-1), 1)} |
 | Herald's V8 heap trend over the second half (MB/min) | ${fmt(trend("heap"), 2)} |
 | Herald's wasm linear memory at start / end (MB) | ${fmt(wasmValues[0], 1)} / ${fmt(wasmValues.at(-1), 1)} |
 ${failures.length ? `\nFailed publishes (first ${failures.length}): ${failures.map((f) => `\`${f.slice(0, 200)}\``).join("; ")}\n` : ""}
 ## Memory over time
 
-*heap* is the V8 heap in use by Herald's isolate (the Worker and all its Durable Objects),
-*wasm* the Rust module's linear memory; both are inside the RSS. *requests* counts HTTP
-publishes and WebSocket connects so far.
+Each sample first forces a full garbage collection of Herald's isolate (the Worker and all
+its Durable Objects). *heap* is then its live V8 heap, *wasm* the Rust module's linear
+memory; both are inside the RSS. *requests* counts HTTP publishes and WebSocket connects
+so far.
 
 | t (min) | RSS (MB) | heap (MB) | wasm (MB) | requests | user sockets | room sockets | publishes 202 | delivered |
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|
