@@ -15,6 +15,8 @@ step "cargo clippy (native)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo clippy (wasm32)"
 cargo clippy --target wasm32-unknown-unknown --locked -- -D warnings
+step "fuzz targets compile (make fuzz runs them)"
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 step "cargo test"
 cargo test --workspace --locked
 step "release wasm build"
