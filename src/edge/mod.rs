@@ -81,7 +81,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             Some(o) if !config.origin_allowed(o) => Err(ApiError::origin_not_allowed()),
             _ => {
                 cors_origin = origin.as_deref();
-                serve(req, &env, &config).await
+                serve(req, &env, config).await
             }
         },
         Err(e) => Err(e),
@@ -769,25 +769,18 @@ pub(crate) fn internal_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-/// The deployment's configuration, read the same way by the Worker and both objects.
-pub(crate) fn config(env: &Env) -> std::result::Result<Config, ApiError> {
-    Config::from_lookup(|name| var(env, name))
-        .map_err(|e| ApiError::internal(format!("configuration: {e}")))
-}
-
-/// An object's configuration, read once per wake-up: `[vars]` cannot change while an
-/// instance lives, and reading them costs a trip into JavaScript per variable.
-pub(crate) fn cached_config<'a>(
-    cell: &'a std::cell::OnceCell<Config>,
-    env: &Env,
-) -> std::result::Result<&'a Config, ApiError> {
-    match cell.get() {
-        Some(config) => Ok(config),
-        None => {
-            let fresh = config(env)?;
-            Ok(cell.get_or_init(|| fresh))
-        }
+/// The deployment's configuration, read once per isolate and shared by the Worker and
+/// every object in it: `[vars]` and secrets cannot change while an isolate lives (a deploy
+/// or a secret change starts new isolates), and reading them costs a trip into JavaScript
+/// per variable. A bad value is not kept, so every request reports it.
+pub(crate) fn config(env: &Env) -> std::result::Result<&'static Config, ApiError> {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    if let Some(config) = CONFIG.get() {
+        return Ok(config);
     }
+    let fresh = Config::from_lookup(|name| var(env, name))
+        .map_err(|e| ApiError::internal(format!("configuration: {e}")))?;
+    Ok(CONFIG.get_or_init(|| fresh))
 }
 
 /// A header of an internal request (the Worker built it, so a missing one is our bug).

@@ -7,7 +7,7 @@
 //! shard objects named `<room>#<n>`, which hold sockets only: they forward their sockets'
 //! events to the root and relay what the root fans out to them. Sockets hibernate in both.
 
-use std::cell::{Cell, OnceCell, RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
 use super::stats::ObjectStats;
 use super::{
-    attached, cached_config, close_reply, error_response, internal, internal_error, log, logged,
-    now_ms, number_header, random_id, required_header, send_to_all, Alarm,
+    attached, close_reply, config, error_response, internal, internal_error, log, logged, now_ms,
+    number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::config::Config;
 use crate::error::ApiError;
@@ -81,7 +81,6 @@ pub struct RoomHub {
     alarm: Alarm,
     /// The room's name has been stored since this instance woke.
     named: Cell<bool>,
-    config: OnceCell<Config>,
     /// Counters for `GET /v1/stats` (each shard reports its own sockets and deliveries).
     stats: ObjectStats,
 }
@@ -96,11 +95,9 @@ impl DurableObject for RoomHub {
             .map(RefCell::new)
             .map_err(|e| e.to_string());
         let room = RoomSql::open(sql).map_err(|e| e.to_string());
-        let config = OnceCell::new();
-        let interval = cached_config(&config, &env)
-            .map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
-                c.limits.stats_report_ms
-            });
+        let interval = config(&env).map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+            c.limits.stats_report_ms
+        });
         Self {
             state,
             env,
@@ -112,7 +109,6 @@ impl DurableObject for RoomHub {
             pace: Cell::new(Pace::default()),
             alarm: Alarm::new(),
             named: Cell::new(false),
-            config,
             stats: ObjectStats::new(Kind::Room, interval),
         }
     }
@@ -833,8 +829,8 @@ impl RoomHub {
             .map_err(|e| ApiError::unavailable(e.clone()))
     }
 
-    fn config(&self) -> std::result::Result<&Config, ApiError> {
-        cached_config(&self.config, &self.env)
+    fn config(&self) -> std::result::Result<&'static Config, ApiError> {
+        config(&self.env)
     }
 }
 

@@ -8,7 +8,7 @@
 //! Decisions are made by [`crate::hub::Hub`]; this file carries out its effects and keeps
 //! the object's single alarm at the hub's next deadline.
 
-use std::cell::{OnceCell, RefCell, RefMut};
+use std::cell::{RefCell, RefMut};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -22,7 +22,7 @@ use worker::{
 use super::sql_inbox::SqlInbox;
 use super::stats::ObjectStats;
 use super::{
-    attached, cached_config, close_reply, header, internal, internal_error, log, logged, now_ms,
+    attached, close_reply, config, header, internal, internal_error, log, logged, now_ms,
     number_header, random_id, required_header, send_to_all, Alarm,
 };
 use crate::attention::Preferences;
@@ -43,7 +43,6 @@ pub struct UserHub {
     inbox: std::result::Result<RefCell<SqlInbox>, InboxError>,
     /// The object's one alarm, set at the hub's next deadline.
     alarm: Alarm,
-    config: OnceCell<Config>,
     /// Counters for `GET /v1/stats`, reported now and then.
     stats: ObjectStats,
 }
@@ -59,17 +58,14 @@ impl DurableObject for UserHub {
             "hub_wake",
             json!({ "sockets": state.get_websockets().len() }),
         );
-        let config = OnceCell::new();
-        let interval = cached_config(&config, &env)
-            .map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
-                c.limits.stats_report_ms
-            });
+        let interval = config(&env).map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+            c.limits.stats_report_ms
+        });
         Self {
             state,
             env,
             inbox,
             alarm: Alarm::new(),
-            config,
             stats: ObjectStats::new(Kind::UserHub, interval),
         }
     }
@@ -528,8 +524,8 @@ impl UserHub {
         }
     }
 
-    fn config(&self) -> std::result::Result<&Config, ApiError> {
-        cached_config(&self.config, &self.env)
+    fn config(&self) -> std::result::Result<&'static Config, ApiError> {
+        config(&self.env)
     }
 }
 
