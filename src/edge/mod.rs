@@ -765,6 +765,17 @@ pub(crate) fn logged(event: &str, answer: Result<Response>) -> Result<Response> 
     answer
 }
 
+/// A seq, time or count as a SQLite integer. They are far below 2^53; a larger one would
+/// be stored as the largest integer rather than wrap to a negative one.
+pub(crate) fn int(value: u64) -> worker::SqlStorageValue {
+    worker::SqlStorageValue::Integer(value.min(i64::MAX as u64) as i64)
+}
+
+/// A stored seq, time or count back; nothing negative is written, so one reads as 0.
+pub(crate) fn unsigned(value: i64) -> u64 {
+    value.max(0) as u64
+}
+
 pub(crate) fn internal_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }

@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+use super::{int, unsigned};
+
 use crate::attention::Preferences;
 use crate::inbox::{
     Hold, Horizon, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
@@ -117,15 +119,6 @@ fn storage_error(e: impl std::fmt::Display) -> InboxError {
     InboxError::Storage(e.to_string())
 }
 
-/// Seqs and times are far below 2^53, so they survive the trip through JavaScript.
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value as i64)
-}
-
-fn unsigned(value: Option<i64>) -> Option<u64> {
-    value.map(|v| v.max(0) as u64)
-}
-
 /// A list bound as one JSON array, for `IN (SELECT value FROM json_each(?))`. A Durable
 /// Object's SQLite takes at most 100 bound parameters per statement, so one `?` per item
 /// failed for a `read` of 100 ids (plus `now`) or a digest of 100 held items.
@@ -179,7 +172,7 @@ impl SqlInbox {
 
     fn number(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<u64, InboxError> {
         let rows: Vec<Number> = self.rows(query, bindings)?;
-        Ok(unsigned(rows.first().and_then(|r| r.n)).unwrap_or(0))
+        Ok(rows.first().and_then(|r| r.n).map_or(0, unsigned))
     }
 
     /// Notes when the alarm was set for, so that the alarm can log how late it ran.
@@ -235,7 +228,7 @@ impl Inbox for SqlInbox {
 
     fn oldest_seq(&self) -> Result<Option<Seq>, InboxError> {
         let rows: Vec<Number> = self.rows("SELECT MIN(seq) AS n FROM notifications", vec![])?;
-        Ok(unsigned(rows.first().and_then(|r| r.n)))
+        Ok(rows.first().and_then(|r| r.n).map(unsigned))
     }
 
     fn item_count(&self) -> Result<u64, InboxError> {
@@ -346,7 +339,7 @@ impl Inbox for SqlInbox {
             ],
         )?;
         let cut = rows.first();
-        let retained_cut = unsigned(cut.and_then(|r| r.through));
+        let retained_cut = cut.and_then(|r| r.through).map(unsigned);
         self.run(
             "DELETE FROM notifications
              WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
@@ -363,7 +356,7 @@ impl Inbox for SqlInbox {
             "DELETE FROM device_acks WHERE at < ?",
             vec![int(prune.acks_before)],
         )?;
-        Ok(unsigned(cut.and_then(|r| r.unread)).unwrap_or(0))
+        Ok(cut.and_then(|r| r.unread).map_or(0, unsigned))
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {
@@ -376,10 +369,10 @@ impl Inbox for SqlInbox {
             vec![],
         )?;
         Ok(rows.first().map_or_else(Horizon::default, |r| Horizon {
-            oldest_item_at: unsigned(r.oldest_item_at),
-            earliest_expiry: unsigned(r.earliest_expiry),
-            oldest_key_at: unsigned(r.oldest_key_at),
-            oldest_ack_at: unsigned(r.oldest_ack_at),
+            oldest_item_at: r.oldest_item_at.map(unsigned),
+            earliest_expiry: r.earliest_expiry.map(unsigned),
+            oldest_key_at: r.oldest_key_at.map(unsigned),
+            oldest_ack_at: r.oldest_ack_at.map(unsigned),
         }))
     }
 
@@ -391,10 +384,10 @@ impl Inbox for SqlInbox {
         Ok(rows.into_iter().next().map(|r| {
             let receipt = Receipt {
                 id: r.id,
-                seq: r.seq.max(0) as u64,
+                seq: unsigned(r.seq),
                 duplicate: false,
             };
-            (receipt, r.at.max(0) as u64)
+            (receipt, unsigned(r.at))
         }))
     }
 
@@ -485,7 +478,7 @@ impl Inbox for SqlInbox {
             "SELECT value AS n FROM hub_meta WHERE key = 'window_closes_at'",
             vec![],
         )?;
-        Ok(unsigned(rows.first().and_then(|r| r.n)))
+        Ok(rows.first().and_then(|r| r.n).map(unsigned))
     }
 
     fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {

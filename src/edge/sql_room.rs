@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+use super::{int, unsigned};
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS room_members (user TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS room_leaving (user TEXT PRIMARY KEY, at INTEGER NOT NULL);
@@ -81,17 +83,14 @@ impl RoomSql {
             .sql
             .exec("SELECT user, at FROM room_leaving", None)?
             .to_array()?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.user, r.at.max(0) as u64))
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.user, unsigned(r.at))).collect())
     }
 
     pub fn set_leaving(&self, user: &str, at: Option<u64>) -> Result<()> {
         match at {
             Some(at) => self.run(
                 "INSERT OR REPLACE INTO room_leaving (user, at) VALUES (?, ?)",
-                vec![user.into(), SqlStorageValue::Integer(at as i64)],
+                vec![user.into(), int(at)],
             ),
             None => self.run("DELETE FROM room_leaving WHERE user = ?", vec![user.into()]),
         }
@@ -114,11 +113,7 @@ impl RoomSql {
     pub fn add_remote(&self, session: &str, user: &str, shard: u64) -> Result<()> {
         self.run(
             "INSERT OR REPLACE INTO room_remote (session, user, shard) VALUES (?, ?, ?)",
-            vec![
-                session.into(),
-                user.into(),
-                SqlStorageValue::Integer(shard as i64),
-            ],
+            vec![session.into(), user.into(), int(shard)],
         )
     }
 
@@ -137,13 +132,13 @@ impl RoomSql {
                 vec![key.into()],
             )?
             .to_array()?;
-        Ok(rows.first().and_then(|r| r.n).unwrap_or(0).max(0) as u64)
+        Ok(rows.first().and_then(|r| r.n).map_or(0, unsigned))
     }
 
     pub fn set_counter(&self, key: &str, value: u64) -> Result<()> {
         self.run(
             "INSERT OR REPLACE INTO room_meta (key, value) VALUES (?, ?)",
-            vec![key.into(), SqlStorageValue::Integer(value as i64)],
+            vec![key.into(), int(value)],
         )
     }
 

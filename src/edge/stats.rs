@@ -18,10 +18,10 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorage,
-    SqlStorageValue, State,
+    State,
 };
 
-use super::{internal, log, now_ms};
+use super::{int, internal, log, now_ms, unsigned};
 use crate::stats::{merge, Counters, Kind, Report, Reporter, Sends, Summary, Tally, Tick};
 
 /// The stats object's binding and name.
@@ -152,7 +152,7 @@ fn load(sql: &SqlStorage) -> Result<Tally> {
         .to_array()?;
     let mut tally = Tally::default();
     for row in rows {
-        let value = row.value.max(0) as u64;
+        let value = unsigned(row.value);
         match row.key.as_str() {
             "delivered" => tally.delivered = value,
             "dropped" => tally.dropped = value,
@@ -171,10 +171,6 @@ fn save(sql: &SqlStorage, tally: &Tally) -> Result<()> {
     .raw()
     .count();
     Ok(())
-}
-
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value.min(i64::MAX as u64) as i64)
 }
 
 /// Sends `report` to the stats object without waiting: the event that caused it answers
@@ -251,10 +247,6 @@ struct TotalsRow {
     stored: Option<i64>,
     delivered: Option<i64>,
     dropped: Option<i64>,
-}
-
-fn unsigned(value: i64) -> u64 {
-    value.max(0) as u64
 }
 
 /// The singleton that keeps every hub's latest report and sums them.
