@@ -11,8 +11,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::InputError;
-use crate::inbox::{Notification, Priority};
+use crate::model::{valid_event, InputError, Notification, Priority};
 
 /// Longest batch window a user may choose.
 pub const MAX_BATCH_WINDOW_MS: u64 = 60_000;
@@ -213,7 +212,7 @@ impl Preferences {
                         format!("at most {MAX_MUTED_EVENTS} events"),
                     ));
                 }
-                if let Some(i) = events.iter().position(|e| !crate::publish::valid_event(e)) {
+                if let Some(i) = events.iter().position(|e| !valid_event(e)) {
                     return Err(field(
                         &format!("muted_events[{i}]"),
                         "must be an event name",

@@ -10,6 +10,10 @@ use thiserror::Error;
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 
+/// How often an object reports its counters at most, unless `STATS_REPORT_MS` says
+/// otherwise (see [`crate::stats`]).
+pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 5_000;
+
 /// Limits that bound what one client or producer can make Herald do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -69,7 +73,7 @@ impl Default for Limits {
             room_history_items: 500,
             room_shard_size: 5_000,
             room_presence_grace_ms: 5_000,
-            stats_report_ms: crate::stats::DEFAULT_REPORT_INTERVAL_MS,
+            stats_report_ms: DEFAULT_REPORT_INTERVAL_MS,
         }
     }
 }

@@ -5,24 +5,11 @@
 //! place that decides which status each of them deserves.
 
 use serde::Serialize;
-use thiserror::Error;
 
-use crate::auth::AuthError;
+use crate::auth::{AdminError, AuthError};
 use crate::hub::HubError;
+use crate::model::InputError;
 use crate::route::RouteError;
-use crate::stats::AdminError;
-
-/// A request body (or query) the client got wrong: the answer is 400 naming the field, or
-/// 413 for a body over its limit. Shared by every route that validates input.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum InputError {
-    #[error("the body is {size} bytes; the limit is {limit}")]
-    TooLarge { size: usize, limit: usize },
-    #[error("the body is not valid JSON: {0}")]
-    Json(String),
-    #[error("{field}: {message}")]
-    Field { field: String, message: String },
-}
 
 /// An error answer: status, machine-readable code, human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]

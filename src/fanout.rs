@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{BatchReason, PresenceAction, ServerFrame};
-use crate::inbox::Seq;
+use crate::model::Seq;
 
 /// What sending one frame to one socket costs the runtime, in microseconds (measured
 /// locally: about 20 to 30 µs in workerd, the same for a JavaScript object).

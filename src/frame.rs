@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::attention::Preferences;
-use crate::inbox::{Notification, Seq};
+use crate::model::{Notification, Seq};
 
 /// Why several notifications travel in one `batch` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,16 +14,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::attention::{Delivery, Preferences, MAX_FOCUS_MS};
-use crate::auth::LEEWAY_S;
 use crate::config::Limits;
 use crate::frame::{
     BatchReason, ClientFrame, CloseCode, FocusRequest, Page, PageRequest, ReadRequest, ServerFrame,
 };
-use crate::inbox::{Hold, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq};
-use crate::publish::Draft;
-
-/// Items per `batch` frame of a replay.
-pub const REPLAY_BATCH: usize = 100;
+use crate::history::{self, Stored};
+use crate::inbox::{Hold, Inbox, InboxError, Range, ReadTarget};
+use crate::model::{Draft, Notification, Receipt, Seq};
+use crate::socket::{self, FrameBudget, SocketView};
+use crate::timer::{Timer, Timers};
 /// Largest inbox page.
 pub const MAX_PAGE: u64 = 100;
 /// Inbox page size when the client names none.
@@ -83,6 +82,17 @@ impl Session {
         self.replayed = sent.fold(self.replayed, Seq::max);
     }
 
+    /// What the liveness sweep knows of this socket, given when the runtime last answered
+    /// its `ping` (which it does without waking the object).
+    pub fn view(&self, last_ping: Option<u64>) -> SocketView {
+        SocketView::new(
+            self.connected_at,
+            self.last_frame_at,
+            last_ping,
+            self.token_expires_at,
+        )
+    }
+
     /// The name acks are recorded under: the device if it has one, else the connection.
     pub fn ack_key(&self) -> &str {
         self.device.as_deref().unwrap_or(&self.id)
@@ -100,59 +110,6 @@ pub struct Arrival {
     pub since: Option<Seq>,
     /// The token's `exp` (seconds since the epoch), if it has one.
     pub token_exp: Option<u64>,
-}
-
-/// What the liveness sweep knows of one open socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketView {
-    /// The latest of: connected, last client frame, last runtime-answered ping (ms).
-    pub last_seen: u64,
-    pub token_expires_at: Option<u64>,
-}
-
-impl SocketView {
-    pub fn of(session: &Session, last_ping: Option<u64>) -> Self {
-        Self {
-            last_seen: session
-                .connected_at
-                .max(session.last_frame_at)
-                .max(last_ping.unwrap_or(0)),
-            token_expires_at: session.token_expires_at,
-        }
-    }
-}
-
-/// A token bucket for client frames: refills at `rate` per second up to `burst`.
-/// Tokens are counted in thousandths so that refills between close frames are not lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FrameBudget {
-    milli_tokens: u64,
-    refilled_at: u64,
-}
-
-impl FrameBudget {
-    pub fn full(limits: &Limits, now_ms: u64) -> Self {
-        Self {
-            milli_tokens: limits.frame_burst * 1000,
-            refilled_at: now_ms,
-        }
-    }
-
-    /// Spends one token; false when the client is over its rate.
-    pub fn take(&mut self, limits: &Limits, now_ms: u64) -> bool {
-        let elapsed = now_ms.saturating_sub(self.refilled_at);
-        // rate tokens per 1000 ms = rate milli-tokens per ms.
-        self.milli_tokens =
-            (self.milli_tokens + elapsed * limits.frame_rate_per_s).min(limits.frame_burst * 1000);
-        // A clock that steps back must not let the same interval be credited twice.
-        self.refilled_at = self.refilled_at.max(now_ms);
-        if self.milli_tokens >= 1000 {
-            self.milli_tokens -= 1000;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// What the glue must do after an event.
@@ -273,55 +230,17 @@ impl<I: Inbox> Hub<'_, I> {
             budget: FrameBudget::full(self.limits, now_ms),
             acked: 0,
             last_frame_at: now_ms,
-            token_expires_at: arrival.token_exp.map(|exp| (exp + LEEWAY_S) * 1000),
+            token_expires_at: socket::token_deadline(arrival.token_exp),
             replayed: 0,
         };
         session.note_replay(&frames);
         Ok(Admission::Welcome { session, frames })
     }
 
-    /// Everything stored after `since`, oldest first, in `batch` frames, then `synced`.
-    ///
-    /// The whole replay is produced within one event, and the object handles one event at
-    /// a time, so nothing published meanwhile can be interleaved, sent twice or skipped:
-    /// it is either in the replay or arrives live after `synced`.
+    /// Everything stored after `since`, oldest first, in `batch` frames, then `synced`
+    /// (see [`history::replay`]).
     pub fn replay(&self, since: Seq, now_ms: u64) -> Result<Vec<ServerFrame>, InboxError> {
-        let latest = self.inbox.latest_seq()?;
-        // Items after `since` were cut by retention, or the cursor comes from a log this
-        // user never had: either way a replay would hide a gap.
-        if since < self.inbox.pruned_through()? || since > latest {
-            return Ok(vec![
-                ServerFrame::Reset {
-                    oldest_seq: self.inbox.oldest_seq()?,
-                    latest_seq: latest,
-                },
-                ServerFrame::Synced { seq: latest },
-            ]);
-        }
-        let mut frames = Vec::new();
-        let mut cursor = since;
-        loop {
-            let items = self.inbox.items(&Range {
-                after: Some(cursor),
-                before: None,
-                newest_first: false,
-                limit: REPLAY_BATCH,
-                unread_only: false,
-                now_ms,
-            })?;
-            let Some(last) = items.last() else { break };
-            cursor = last.seq;
-            let full = items.len() == REPLAY_BATCH;
-            frames.push(ServerFrame::Batch {
-                reason: BatchReason::Replay,
-                items,
-            });
-            if !full {
-                break;
-            }
-        }
-        frames.push(ServerFrame::Synced { seq: latest });
-        Ok(frames)
+        history::replay(self.inbox, since, now_ms)
     }
 
     /// Stores `drafts` in order, each with the next seq, and pushes, holds or only keeps
@@ -341,42 +260,16 @@ impl<I: Inbox> Hub<'_, I> {
         let released = effects.len();
         let mut stored = false;
         for draft in drafts {
-            if let Some(key) = &draft.idempotency_key {
-                if let Some((original, at)) = self.inbox.receipt_for(key)? {
-                    if now_ms < at + self.limits.idempotency_window_ms {
-                        receipts.push(Receipt {
-                            duplicate: true,
-                            ..original
-                        });
+            let notification =
+                match history::store(self.inbox, draft, None, seq, self.limits, now_ms)? {
+                    Stored::New(notification) => notification,
+                    duplicate @ Stored::Duplicate(_) => {
+                        receipts.push(duplicate.receipt());
                         continue;
                     }
-                }
-            }
-            seq += 1;
-            let notification = Notification {
-                id: draft.id,
-                seq,
-                event: draft.event,
-                title: draft.title,
-                body: draft.body,
-                data: draft.data,
-                priority: draft.priority,
-                actor: draft.actor,
-                room: draft.room,
-                created_at: now_ms,
-                expires_at: draft.ttl_s.map(|ttl| now_ms + ttl * 1000),
-                read: false,
-            };
-            self.inbox.append(&notification)?;
-            let receipt = Receipt {
-                id: notification.id.clone(),
-                seq,
-                duplicate: false,
-            };
-            if let Some(key) = &draft.idempotency_key {
-                self.inbox.remember(key, &receipt, now_ms)?;
-            }
-            receipts.push(receipt);
+                };
+            seq = notification.seq;
+            receipts.push(Stored::New(notification.clone()).receipt());
             stored = true;
             match preferences.deliver(&notification, now_ms) {
                 Delivery::Push => {
@@ -528,59 +421,47 @@ impl<I: Inbox> Hub<'_, I> {
         Ok(effects)
     }
 
-    /// Whether a socket must be closed at `now_ms`, and with which code.
+    /// Whether a socket must be closed at `now_ms`, and with which code (the rule every
+    /// socket is held to, [`SocketView::liveness`]).
     pub fn liveness(&self, socket: &SocketView, now_ms: u64) -> Option<(CloseCode, &'static str)> {
-        if socket.token_expires_at.is_some_and(|at| at <= now_ms) {
-            Some((CloseCode::TokenExpired, "token expired"))
-        } else if socket.last_seen + self.limits.idle_timeout_ms <= now_ms {
-            Some((CloseCode::GoingAway, "idle"))
-        } else {
-            None
-        }
+        socket.liveness(self.limits, now_ms)
     }
 
-    /// The earliest moment anything is due: retention, the batch window, the end of focus
-    /// or quiet hours (while something is held for it), a socket going silent or its token
-    /// expiring. `None` when nothing ever will be, so that no alarm is kept for an idle
-    /// user.
+    /// The earliest moment anything is due (see [`Hub::timers`]). `None` when nothing
+    /// ever will be, so that no alarm is kept for an idle user.
     pub fn next_deadline(
         &self,
         sockets: &[SocketView],
         now_ms: u64,
     ) -> Result<Option<u64>, InboxError> {
-        let h = self.inbox.horizon()?;
-        let age = self.limits.inbox_max_age_ms;
-        let held = self.inbox.held()?;
-        let attention_end = if held.iter().any(|(_, hold)| *hold == Hold::Attention) {
+        Ok(self.timers(sockets, now_ms)?.next())
+    }
+
+    /// The user hub's timer table: retention, the batch window, the end of focus or quiet
+    /// hours (while something is held for it), a socket going silent or its token
+    /// expiring. The runner adds the stats report.
+    pub fn timers(&self, sockets: &[SocketView], now_ms: u64) -> Result<Timers, InboxError> {
+        let mut timers = Timers::default();
+        timers.set(
+            Timer::Retention,
+            history::retention_due(self.inbox, self.limits)?,
+        );
+        timers.set(Timer::Window, self.inbox.window_closes_at()?);
+        if self
+            .inbox
+            .held()?
+            .iter()
+            .any(|(_, hold)| *hold == Hold::Attention)
+        {
             // Items still held after focus ended (the alarm has not run yet) are due now.
-            Some(
-                self.inbox
-                    .preferences()?
-                    .attention_ends(now_ms)
-                    .unwrap_or(now_ms),
-            )
-        } else {
-            None
-        };
-        let retention = [
-            h.oldest_item_at.map(|at| at + age),
-            h.earliest_expiry,
-            h.oldest_key_at
-                .map(|at| at + self.limits.idempotency_window_ms),
-            h.oldest_ack_at.map(|at| at + age),
-        ];
-        let liveness = sockets.iter().flat_map(|s| {
-            [
-                Some(s.last_seen + self.limits.idle_timeout_ms),
-                s.token_expires_at,
-            ]
-        });
-        Ok(retention
-            .into_iter()
-            .chain([self.inbox.window_closes_at()?, attention_end])
-            .chain(liveness)
-            .flatten()
-            .min())
+            let ends = self.inbox.preferences()?.attention_ends(now_ms);
+            timers.set(Timer::FocusEnd, Some(ends.unwrap_or(now_ms)));
+        }
+        for socket in sockets {
+            timers.set(Timer::IdleSweep, Some(socket.idle_at(self.limits)));
+            timers.set(Timer::TokenExpiry, socket.token_expires_at);
+        }
+        Ok(timers)
     }
 
     /// Sends what is held once nothing holds it any more: everything held as one digest
@@ -674,39 +555,10 @@ impl<I: Inbox> Hub<'_, I> {
         }))
     }
 
-    /// Applies every retention rule at `now_ms`. A bound is due at the very time
-    /// `next_deadline` names for it, so an alarm firing on time always removes something.
-    /// Answers the unread items it removed, if any.
+    /// Applies every retention rule at `now_ms` ([`history::retain`]) and answers the
+    /// unread items it removed, if any.
     fn retain(&mut self, now_ms: u64) -> Result<Option<Effect>, InboxError> {
-        // "Older than x at now" is "stored before now + 1 - x".
-        let due = |age: u64| (now_ms + 1).saturating_sub(age);
-        let by_time = Prune {
-            through_seq: None,
-            created_before: due(self.limits.inbox_max_age_ms),
-            expired_by: now_ms,
-            keys_before: due(self.limits.idempotency_window_ms),
-            acks_before: due(self.limits.inbox_max_age_ms),
-        };
-        let mut dropped = self.inbox.prune(&by_time)?;
-        // Only then the count bound, so that expired items make room before live ones go.
-        let excess = self
-            .inbox
-            .item_count()?
-            .saturating_sub(self.limits.inbox_max_items);
-        if excess > 0 {
-            let oldest = self.inbox.items(&Range {
-                after: None,
-                before: None,
-                newest_first: false,
-                limit: excess as usize,
-                unread_only: false,
-                now_ms,
-            })?;
-            dropped += self.inbox.prune(&Prune {
-                through_seq: oldest.last().map(|n| n.seq),
-                ..by_time
-            })?;
-        }
+        let dropped = history::retain(self.inbox, self.limits, now_ms)?;
         Ok((dropped > 0).then_some(Effect::Dropped(dropped)))
     }
 
@@ -761,22 +613,13 @@ impl<I: Inbox> Hub<'_, I> {
     }
 }
 
-/// Size and rate checks for one client frame on any socket, user or room: a close when
-/// the frame is too big or the socket over its rate, else nothing.
+/// Size and rate checks for one client frame ([`socket::admit`]), as the effect a hub
+/// carries out: a close when the frame is too big or the socket over its rate.
 pub fn admit(budget: &mut FrameBudget, limits: &Limits, len: usize, now_ms: u64) -> Option<Effect> {
-    if len > limits.max_frame_bytes {
-        return Some(Effect::Close {
-            code: CloseCode::TooBig,
-            reason: format!("frames are limited to {} bytes", limits.max_frame_bytes),
-        });
-    }
-    if !budget.take(limits, now_ms) {
-        return Some(Effect::Close {
-            code: CloseCode::RateLimited,
-            reason: format!("more than {} frames per second", limits.frame_rate_per_s),
-        });
-    }
-    None
+    socket::admit(budget, limits, len, now_ms).map(|c| Effect::Close {
+        code: c.code,
+        reason: c.reason,
+    })
 }
 
 /// Reads a `GET /v1/notifications` query (`after`, `before`, `limit`, `unread`) into a

@@ -12,66 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use thiserror::Error;
 
 use crate::attention::Preferences;
-
-/// A per-user, strictly increasing notification number. The first notification is 1.
-pub type Seq = u64;
-
-/// How urgently a notification wants attention.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-    Urgent,
-}
-
-/// A notification as stored in an inbox and sent in `notification` and `batch` frames.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    /// Publish-wide id: the same for every recipient of one published message.
-    pub id: String,
-    /// This recipient's sequence number.
-    pub seq: Seq,
-    /// What happened, e.g. `task.updated`.
-    pub event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Arbitrary JSON from the producer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    #[serde(default)]
-    pub priority: Priority,
-    /// Who caused it, as the producer names them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The room it was published to, for room messages (and their inbox copies).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// Milliseconds since the epoch, when the hub stored it.
-    pub created_at: u64,
-    /// When the producer's `ttl_s` runs out (ms since the epoch); gone from every view after.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<u64>,
-    /// Whether the user has read it (on any device).
-    #[serde(default)]
-    pub read: bool,
-}
-
-impl Notification {
-    /// Visible at `now_ms`: not past its TTL.
-    pub fn live_at(&self, now_ms: u64) -> bool {
-        self.expires_at.is_none_or(|at| at > now_ms)
-    }
-}
+use crate::model::{Notification, Receipt, Seq};
 
 /// A slice of the log, for replays and inbox pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,17 +57,6 @@ pub struct Horizon {
     pub earliest_expiry: Option<u64>,
     pub oldest_key_at: Option<u64>,
     pub oldest_ack_at: Option<u64>,
-}
-
-/// What a publish stored for this user: the publish-wide id and the seq it got here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Receipt {
-    pub id: String,
-    pub seq: Seq,
-    /// The idempotency key had been seen: this is the original receipt and nothing new
-    /// was stored or delivered.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub duplicate: bool,
 }
 
 /// Why a stored notification has not been pushed yet.

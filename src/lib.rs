@@ -7,32 +7,51 @@
 //!
 //! # Layout
 //!
-//! The crate is split so that everything with a rule in it can be tested natively, with a
-//! fake clock and an in-memory store, and the workers-rs glue stays thin:
+//! Everything with a rule in it is tested natively, with a fake clock and in-memory
+//! stores; the workers-rs glue in `edge` only carries out effects. Imports go one way,
+//! up this list (`tests/layers.rs` fails on a cycle or an upward import):
 //!
-//! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets.
-//! - [`error`]: bad input (`InputError`) and the one place where every failure becomes an
-//!   HTTP status and JSON body.
-//! - [`auth`]: bearer extraction from an upgrade, JWT verification against an algorithm
-//!   allow-list, claim checks at a given `now`, and the publish-key comparison.
-//! - [`route`]: which route a method and path name, and the 404/405 answers.
-//! - [`frame`]: WebSocket frames in both directions and the close codes.
-//! - [`publish`]: parsing and validating a producer's publish request into notifications.
-//! - [`inbox`]: the stored notification log of one user (`Inbox` trait, in-memory store).
+//! ```text
+//!   edge (wasm32)          Worker, Durable Objects, SQLite stores: IO only
+//!   route publish error    HTTP request rules
+//!   hub room               the two hub state machines
+//!   history socket timer   log rules, per-socket rules, typed timer tables,
+//!   stats fanout           counters and report timing, room fan-out packing
+//!   inbox                  store interface + in-memory store
+//!   config auth            settings and limits; every credential's policy
+//!   frame                  the wire protocol
+//!   attention              preferences
+//!   model                  ids, names, Seq, Notification, Draft, InputError
+//! ```
+//!
+//! - [`model`]: the product's words: [`model::Seq`], [`model::Notification`],
+//!   [`model::Draft`], [`model::Receipt`], bad input ([`model::InputError`]) and the one
+//!   name charset every room, device and event name is checked with.
 //! - [`attention`]: preferences (batch window, focus, quiet hours in a time zone, muted
 //!   events, minimum priority) and what they mean for one notification at one moment.
+//! - [`frame`]: WebSocket frames in both directions and the close codes.
+//! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets.
+//! - [`auth`]: bearer extraction from an upgrade, JWT verification against an algorithm
+//!   allow-list, claim checks at a given `now`, the publish-key and admin-key checks.
+//! - [`inbox`]: the stored notification log of one user (`Inbox` trait, in-memory store).
+//! - [`history`]: the rules of a seq-numbered log, shared by a user's inbox and a room's
+//!   history: storing a draft (idempotency), replaying after a cursor, retention.
+//! - [`socket`]: what every client socket is held to: frame size and rate, and closing at
+//!   token expiry (4001) or after silence (1001).
+//! - [`timer`]: the typed timer table each hub fills; the alarm goes to its earliest slot.
+//! - [`stats`]: the counters behind `GET /v1/stats`: what each object counts, when it
+//!   reports (throttled), how reports merge without double counting.
+//! - [`fanout`]: frames on their way to a room's sockets, packed into one `burst` batch
+//!   while the room is busy.
 //! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes, client frames and the
 //!   alarm in, `Effect`s and the next deadline out.
 //! - [`room`]: project rooms: grants, presence with a grace period, client events,
-//!   shard placement, the roster of a room object's sockets (a room's history is an
-//!   inbox run by [`hub`]).
-//! - [`fanout`]: frames on their way to a room's sockets, packed into one `burst` batch
-//!   while the room is busy.
-//! - [`stats`]: the counters behind `GET /v1/stats`: what each object counts, when it
-//!   reports (throttled), how reports merge without double counting, who may read them.
-//! - `edge` (wasm32 only): the Worker entry point and the `UserHub` Durable Object, mapping
-//!   requests, sockets and SQLite storage onto the core; the `RoomHub` object; and the
-//!   `StatsHub` object that sums the hubs' reports.
+//!   shard placement, the roster of a room object's sockets.
+//! - [`route`]: which route a method and path name, and the 404/405 answers.
+//! - [`publish`]: parsing and validating a producer's publish request into notifications.
+//! - [`error`]: the one place where every failure becomes an HTTP status and JSON body.
+//! - `edge` (wasm32 only): the Worker entry point and the `UserHub`, `RoomHub` and
+//!   `StatsHub` Durable Objects, mapping requests, sockets and SQLite storage onto the core.
 
 pub mod attention;
 pub mod auth;
@@ -40,12 +59,16 @@ pub mod config;
 pub mod error;
 pub mod fanout;
 pub mod frame;
+pub mod history;
 pub mod hub;
 pub mod inbox;
+pub mod model;
 pub mod publish;
 pub mod room;
 pub mod route;
+pub mod socket;
 pub mod stats;
+pub mod timer;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;

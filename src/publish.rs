@@ -5,22 +5,16 @@
 //! (`messages[2].event`), which is what a producer debugging a 400 needs.
 //! Nothing here stores or sends anything; ids come from a generator the caller passes in.
 
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::auth::valid_user_id;
 use crate::config::Limits;
-use crate::error::InputError;
-use crate::inbox::Priority;
+use crate::model::{
+    valid_event, valid_room, valid_user_id, Draft, InputError, Priority, MAX_BODY_LEN,
+    MAX_EVENT_LEN, MAX_TITLE_LEN,
+};
 
-/// Longest `event` name.
-pub const MAX_EVENT_LEN: usize = 128;
-/// Longest `title`, in characters.
-pub const MAX_TITLE_LEN: usize = 256;
-/// Longest `body`, in characters.
-pub const MAX_BODY_LEN: usize = 4_096;
 /// Longest `actor`, in characters.
 pub const MAX_ACTOR_LEN: usize = 128;
 
@@ -68,33 +62,6 @@ fn field_error(field: impl Into<String>, message: impl Into<String>) -> InputErr
         field: field.into(),
         message: message.into(),
     }
-}
-
-/// A notification as the producer described it, with its publish-wide id, before a hub
-/// gives it a seq. This is what the Worker sends to each recipient's hub.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Draft {
-    pub id: String,
-    pub event: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Value>,
-    #[serde(default)]
-    pub priority: Priority,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The room it was published to, for room messages.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub room: Option<String>,
-    /// A retry with the same key within the idempotency window stores nothing new.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// Seconds until the notification expires and leaves every view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl_s: Option<u64>,
 }
 
 /// One validated message and who receives it: users (deduplicated, in the order given)
@@ -301,7 +268,7 @@ fn parse_target(
     }
     match (to.get("users"), to.get("room")) {
         (Some(_), Some(_)) => Err(field_error(field, "give users or room, not both")),
-        (None, Some(Value::String(room))) if crate::room::valid_room(room) => {
+        (None, Some(Value::String(room))) if valid_room(room) => {
             Ok((Vec::new(), Some(room.clone())))
         }
         (None, Some(_)) => Err(field_error(
@@ -364,14 +331,6 @@ fn parse_ttl(
             )),
         },
     }
-}
-
-pub(crate) fn valid_event(event: &str) -> bool {
-    !event.is_empty()
-        && event.len() <= MAX_EVENT_LEN
-        && event
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
 fn optional_text(

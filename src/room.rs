@@ -9,13 +9,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::InputError;
-use crate::hub::FrameBudget;
-use crate::inbox::Seq;
-use crate::publish::{valid_event, Draft, MAX_BODY_LEN, MAX_TITLE_LEN};
-
-/// Longest room name.
-pub const MAX_ROOM_LEN: usize = 128;
+use crate::model::{
+    valid_event, valid_user_id, Draft, InputError, Seq, MAX_BODY_LEN, MAX_TITLE_LEN,
+};
+use crate::socket::FrameBudget;
 
 /// Most members a room's list may hold. Filing a room message in every member's inbox
 /// costs one subrequest per member from one Worker request, which the platform bounds.
@@ -23,15 +20,6 @@ pub const MAX_MEMBERS: usize = 1_000;
 
 /// Scope a token needs to send `publish` frames into a room.
 pub const WRITE_SCOPE: &str = "rooms:write";
-
-/// A room name is 1–128 of `A–Z a–z 0–9 . _ : -`, e.g. `project:42`.
-pub fn valid_room(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_ROOM_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-}
 
 /// Whether a token's `rooms` claim grants `room`: an exact name, or `prefix*` for every
 /// room that starts with `prefix` (so `project:*` grants `project:42`, not `projects:1`).
@@ -56,7 +44,7 @@ pub fn parse_members(body: &[u8]) -> Result<Vec<String>, InputError> {
     let mut seen = std::collections::HashSet::new();
     let mut members = Vec::with_capacity(body.members.len());
     for (i, member) in body.members.into_iter().enumerate() {
-        if !crate::auth::valid_user_id(&member) {
+        if !valid_user_id(&member) {
             return Err(field(&format!("members[{i}]"), "must be a user id"));
         }
         if seen.insert(member.clone()) {
@@ -265,14 +253,6 @@ mod tests {
         assert!(grants(&g, "team:7"));
         assert!(!grants(&g, "team:70"));
         assert!(!grants(&[], "project:42"));
-    }
-
-    #[test]
-    fn room_names() {
-        assert!(valid_room("project:42"));
-        assert!(!valid_room(""));
-        assert!(!valid_room("a/b"));
-        assert!(!valid_room(&"x".repeat(129)));
     }
 
     #[test]

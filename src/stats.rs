@@ -16,12 +16,8 @@
 //! Pure: no clock (callers pass `now`), no IO, no runtime.
 
 use serde::{Deserialize, Serialize};
-use thiserror::Error;
 
 use crate::frame::ServerFrame;
-
-/// How often an object reports at most, unless `STATS_REPORT_MS` says otherwise.
-pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 5_000;
 
 /// Which kind of object a report comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -243,43 +239,5 @@ impl Reporter {
             (true, Some(last)) => Some(last + self.interval_ms),
             _ => None,
         }
-    }
-}
-
-/// Why `GET /v1/stats` was refused.
-#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
-pub enum AdminError {
-    /// No `ADMIN_KEY` is configured: the route is off.
-    #[error("GET /v1/stats is off: set the ADMIN_KEY secret to turn it on")]
-    NotConfigured,
-    #[error("no bearer credential: send Authorization: Bearer <ADMIN_KEY>")]
-    MissingKey,
-    #[error("the admin key does not match")]
-    WrongKey,
-    /// A valid credential of another kind (the producer key, a user token).
-    #[error("this credential does not grant stats; use the admin key")]
-    NotAdmin,
-}
-
-/// Checks `Authorization` against `ADMIN_KEY` in constant time. A credential that is not
-/// the admin key but that `is_other_credential` recognises (the producer key, a valid
-/// token) is refused as forbidden rather than unauthenticated.
-pub fn authorize_admin(
-    authorization: Option<&str>,
-    admin_key: Option<&str>,
-    is_other_credential: impl FnOnce(&str) -> bool,
-) -> Result<(), AdminError> {
-    let admin_key = admin_key
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or(AdminError::NotConfigured)?;
-    let presented = crate::auth::bearer(authorization).ok_or(AdminError::MissingKey)?;
-    // The publish-key comparison is a constant-time comparison of any two keys.
-    if crate::auth::publish_key_matches(presented, admin_key) {
-        Ok(())
-    } else if is_other_credential(presented) {
-        Err(AdminError::NotAdmin)
-    } else {
-        Err(AdminError::WrongKey)
     }
 }

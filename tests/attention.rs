@@ -12,11 +12,11 @@ mod common;
 use common::{arrival, stored, World, T0};
 use herald::attention::{Preferences, QuietHours, MAX_FOCUS_MS};
 use herald::config::Limits;
-use herald::error::InputError;
 use herald::frame::{BatchReason, CloseCode, ServerFrame};
-use herald::hub::{Admission, Arrival, Effect, Hub, Session, SocketView};
-use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Seq};
-use herald::publish::Draft;
+use herald::hub::{Admission, Arrival, Effect, Hub, Session};
+use herald::inbox::{Inbox, MemoryInbox};
+use herald::model::{Draft, InputError, Notification, Priority, Seq};
+use herald::socket::SocketView;
 use serde_json::{json, Value};
 
 const SECOND: u64 = 1_000;
@@ -1252,7 +1252,7 @@ fn a_token_expiry_can_be_the_deadline() {
 fn open_sockets_keep_an_alarm_for_an_otherwise_idle_user() {
     let mut w = World::new();
     let session = w.session();
-    let view = SocketView::of(&session, None);
+    let view = session.view(None);
     assert_eq!(
         w.deadline_with(&[view]),
         Some(T0 + w.limits.idle_timeout_ms)
@@ -1305,10 +1305,10 @@ fn a_pinging_socket_stays_open() {
     let session = w.session();
     // Connected at T0 and never sent a frame, but the runtime answered a ping 20 s ago.
     let now = T0 + 10 * MINUTE;
-    let view = SocketView::of(&session, Some(now - 20 * SECOND));
+    let view = session.view(Some(now - 20 * SECOND));
     assert_eq!(liveness(&view, now), None);
     // Without the ping it would have been closed long ago.
-    let unpinged = SocketView::of(&session, None);
+    let unpinged = session.view(None);
     assert_eq!(
         liveness(&unpinged, now).map(|(code, _)| code),
         Some(CloseCode::GoingAway)
@@ -1320,27 +1320,15 @@ fn a_socket_is_seen_at_the_latest_of_connect_frame_and_ping() {
     let mut w = World::new();
     let mut session = w.session();
     assert_eq!((session.connected_at, session.last_frame_at), (T0, T0));
-    assert_eq!(SocketView::of(&session, None).last_seen, T0);
-    assert_eq!(
-        SocketView::of(&session, Some(T0 - 5)).last_seen,
-        T0,
-        "connect"
-    );
+    assert_eq!(session.view(None).last_seen, T0);
+    assert_eq!(session.view(Some(T0 - 5)).last_seen, T0, "connect");
 
     // Any client frame counts, even one that is refused.
     w.advance(7);
     w.send(&mut session, "garbage");
     assert_eq!(session.last_frame_at, T0 + 7);
-    assert_eq!(
-        SocketView::of(&session, Some(T0 + 3)).last_seen,
-        T0 + 7,
-        "frame"
-    );
-    assert_eq!(
-        SocketView::of(&session, Some(T0 + 9)).last_seen,
-        T0 + 9,
-        "ping"
-    );
+    assert_eq!(session.view(Some(T0 + 3)).last_seen, T0 + 7, "frame");
+    assert_eq!(session.view(Some(T0 + 9)).last_seen, T0 + 9, "ping");
 }
 
 #[test]
@@ -1355,7 +1343,7 @@ fn a_session_from_before_liveness_is_seen_from_its_connect() {
     fields.remove("token_expires_at");
     let old: Session = serde_json::from_value(json).unwrap();
     assert_eq!((old.last_frame_at, old.token_expires_at), (0, None));
-    assert_eq!(SocketView::of(&old, None), socket(T0, None));
+    assert_eq!(old.view(None), socket(T0, None));
 }
 
 #[test]
@@ -1373,7 +1361,7 @@ fn the_token_expiry_is_exp_plus_the_leeway_in_ms() {
     assert_eq!(w.session().token_expires_at, None);
 
     // The alarm is due at that moment, and at that moment the socket is closed.
-    let pinging = SocketView::of(&session, Some(T0 + HOUR + MINUTE - SECOND));
+    let pinging = session.view(Some(T0 + HOUR + MINUTE - SECOND));
     let due = w.deadline_with(&[pinging]).unwrap();
     assert_eq!(due, T0 + HOUR + MINUTE);
     assert_eq!(
@@ -1386,7 +1374,7 @@ fn the_token_expiry_is_exp_plus_the_leeway_in_ms() {
 fn a_socket_is_closed_at_the_very_deadline_it_set() {
     let mut w = World::new();
     let session = w.session();
-    let view = SocketView::of(&session, None);
+    let view = session.view(None);
     let due = w.deadline_with(&[view]).unwrap();
     assert_eq!(liveness(&view, due - 1), None);
     assert_eq!(

@@ -6,13 +6,14 @@ mod common;
 use common::{notification as stored, T0};
 use herald::fanout::{coalesce, Outgoing, Pace, GATHER_MS, SEND_COST_US, SLACK_MS};
 use herald::frame::{BatchReason, PresenceAction, ServerFrame};
-use herald::inbox::{Notification, Seq};
+use herald::model::{Notification, Seq};
 
 /// A room message `msg_{seq}`.
 fn item(seq: Seq) -> Notification {
     Notification {
         id: format!("msg_{seq}"),
         room: Some("project:42".into()),
+        source: None,
         ..stored(seq)
     }
 }

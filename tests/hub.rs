@@ -8,11 +8,8 @@ use herald::attention::Preferences;
 use herald::config::Limits;
 use herald::frame::{CloseCode, ServerFrame};
 use herald::hub::{Admission, Arrival, Effect, Hub, Session};
-use herald::inbox::{
-    Hold, Horizon, Inbox, InboxError, MemoryInbox, Notification, Priority, Prune, Range,
-    ReadTarget, Receipt, Seq,
-};
-use herald::publish::Draft;
+use herald::inbox::{Hold, Horizon, Inbox, InboxError, MemoryInbox, Prune, Range, ReadTarget};
+use herald::model::{Draft, Notification, Priority, Receipt, Seq};
 use serde_json::{json, Value};
 
 // ---- helpers ------------------------------------------------------------------------

@@ -8,12 +8,12 @@ mod common;
 use common::{arrival, stored, World, T0};
 use herald::config::Limits;
 use herald::frame::{BatchReason, Page, PageRequest, ReadRequest, ServerFrame};
+use herald::history::REPLAY_BATCH;
 use herald::hub::{
     page_query, Admission, Arrival, Effect, HubError, ReadOutcome, Session, MAX_READ_IDS,
-    REPLAY_BATCH,
 };
-use herald::inbox::{Inbox, Notification, Receipt, Seq};
-use herald::publish::Draft;
+use herald::inbox::Inbox;
+use herald::model::{Draft, Notification, Receipt, Seq};
 
 const SECOND: u64 = 1_000;
 const HOUR: u64 = 3_600 * SECOND;

@@ -2,8 +2,7 @@
 //! about when they get it wrong.
 
 use herald::config::Limits;
-use herald::error::InputError;
-use herald::inbox::Priority;
+use herald::model::{InputError, Priority};
 use herald::publish::PublishRequest;
 use serde_json::{json, Value};
 

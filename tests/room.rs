@@ -4,15 +4,17 @@
 //! and the publish requests that target a room. A fake clock in milliseconds throughout.
 
 use herald::config::Limits;
-use herald::error::InputError;
 use herald::frame::{BatchReason, CloseCode, ServerFrame};
-use herald::hub::{self, Effect, FrameBudget, Hub};
-use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Receipt, Seq};
-use herald::publish::{Draft, PublishRequest};
-use herald::room::{
-    grants, parse_members, place, presence, valid_room, Member, Placement, RoomFrame, Roster,
-    MAX_MEMBERS, MAX_ROOM_LEN,
+use herald::hub::{self, Effect, Hub};
+use herald::inbox::{Inbox, MemoryInbox};
+use herald::model::{
+    valid_room, Draft, InputError, Notification, Priority, Receipt, Seq, MAX_ROOM_LEN,
 };
+use herald::publish::PublishRequest;
+use herald::room::{
+    grants, parse_members, place, presence, Member, Placement, RoomFrame, Roster, MAX_MEMBERS,
+};
+use herald::socket::FrameBudget;
 use serde_json::json;
 
 // ---- helpers ------------------------------------------------------------------------
@@ -245,7 +247,7 @@ fn members_are_deduplicated_in_first_seen_order() {
 
 #[test]
 fn a_member_that_is_not_a_user_id_is_named_by_index() {
-    let too_long = "u".repeat(herald::auth::MAX_USER_ID_LEN + 1);
+    let too_long = "u".repeat(herald::model::MAX_USER_ID_LEN + 1);
     for (list, index) in [
         (json!(["alice", "bob", ""]), 2),
         (json!(["alice\u{7}"]), 0),

@@ -4,15 +4,13 @@
 mod common;
 
 use common::{notification, World, T0};
+use herald::auth::{authorize_admin, AdminError};
 use herald::config::Limits;
 use herald::error::ApiError;
 use herald::frame::{BatchReason, ReadRequest, ServerFrame};
 use herald::hub::Effect;
-use herald::publish::Draft;
-use herald::stats::{
-    authorize_admin, items, merge, AdminError, Counters, Kind, Report, Reporter, Sends, Summary,
-    Tally, Tick,
-};
+use herald::model::Draft;
+use herald::stats::{items, merge, Counters, Kind, Report, Reporter, Sends, Summary, Tally, Tick};
 
 const INTERVAL: u64 = 5_000;
 

@@ -14,11 +14,12 @@
 
 #![no_main]
 
+use herald::model::{Draft, MAX_BODY_LEN, MAX_TITLE_LEN, Priority};
 use herald::config::Limits;
 use herald::frame::{ClientFrame, CloseCode, ServerFrame};
-use herald::hub::{self, Admission, Arrival, Effect, FrameBudget, Hub, Session, MAX_PAGE};
-use herald::inbox::{Inbox, MemoryInbox, Priority};
-use herald::publish::{Draft, MAX_BODY_LEN, MAX_TITLE_LEN};
+use herald::hub::{self, Admission, Arrival, Effect, Hub, Session, MAX_PAGE};
+use herald::socket::FrameBudget;
+use herald::inbox::{Inbox, MemoryInbox};
 use herald::room::{Member, RoomFrame};
 use libfuzzer_sys::fuzz_target;
 

@@ -11,13 +11,10 @@
 
 #![no_main]
 
-use herald::auth::valid_user_id;
+use herald::model::{MAX_BODY_LEN, MAX_TITLE_LEN, valid_room, valid_user_id};
 use herald::config::Limits;
 use herald::error::ApiError;
-use herald::publish::{
-    PublishRequest, MAX_ACTOR_LEN, MAX_BODY_LEN, MAX_IDEMPOTENCY_KEY_LEN, MAX_TITLE_LEN,
-};
-use herald::room::valid_room;
+use herald::publish::{PublishRequest, MAX_ACTOR_LEN, MAX_IDEMPOTENCY_KEY_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

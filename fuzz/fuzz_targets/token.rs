@@ -21,9 +21,8 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use herald::auth::{
-    bearer, upgrade_token, valid_user_id, AuthError, Claims, TokenVerifier, LEEWAY_S, PROTOCOL,
-};
+use herald::model::{valid_user_id};
+use herald::auth::{bearer, upgrade_token, AuthError, Claims, TokenVerifier, LEEWAY_S, PROTOCOL};
 use herald::error::ApiError;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;

@@ -23,8 +23,8 @@ use worker::{
 use crate::auth::{self, AuthError, TokenVerifier};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::inbox::Receipt;
-use crate::publish::{Draft, PublishRequest};
+use crate::model::{self, Draft, Receipt};
+use crate::publish::PublishRequest;
 use crate::room;
 use crate::route::{self, Route};
 use crate::stats::Tick;
@@ -61,9 +61,6 @@ const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 /// Longest notification id accepted in a path.
 const MAX_ID_LEN: usize = 128;
-
-/// Longest `?device=` name.
-const MAX_DEVICE_LEN: usize = 64;
 
 #[event(start)]
 fn start() {
@@ -201,7 +198,7 @@ async fn serve(
 fn authorize_admin(req: &Request, env: &Env) -> std::result::Result<(), ApiError> {
     let authorization = header(req.headers(), "Authorization");
     let admin_key = secret(env, "ADMIN_KEY");
-    crate::stats::authorize_admin(
+    auth::authorize_admin(
         authorization.as_deref(),
         admin_key.as_deref(),
         |presented| {
@@ -260,11 +257,7 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
     let upgrade = Upgrade::read(&req, env)?;
     let device = upgrade.query("device");
     if let Some(d) = &device {
-        let valid = !d.is_empty()
-            && d.len() <= MAX_DEVICE_LEN
-            && d.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-        if !valid {
+        if !model::valid_device(d) {
             return Err(ApiError::new(
                 400,
                 "bad_request",
@@ -381,7 +374,7 @@ impl Upgrade {
 }
 
 fn valid_room(room: &str) -> std::result::Result<&str, ApiError> {
-    if room::valid_room(room) {
+    if model::valid_room(room) {
         Ok(room)
     } else {
         Err(ApiError::new(
@@ -664,7 +657,7 @@ fn user_from_bearer(req: &Request, env: &Env) -> std::result::Result<String, Api
 
 /// Reads a request body of at most `limit` bytes (413 beyond).
 async fn bounded_body(mut req: Request, limit: usize) -> std::result::Result<Vec<u8>, ApiError> {
-    let too_large = |size| crate::error::InputError::TooLarge { size, limit }.into();
+    let too_large = |size| model::InputError::TooLarge { size, limit }.into();
     let declared = header(req.headers(), "Content-Length").and_then(|l| l.parse::<usize>().ok());
     if let Some(size) = declared.filter(|&size| size > limit) {
         return Err(too_large(size));

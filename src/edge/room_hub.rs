@@ -31,8 +31,8 @@ use crate::error::ApiError;
 use crate::fanout::{coalesce, Outgoing, Pace};
 use crate::frame::{CloseCode, PresenceAction, ServerFrame};
 use crate::hub::{self, Effect, Hub};
-use crate::inbox::{Inbox, Receipt, Seq};
-use crate::publish::Draft;
+use crate::inbox::Inbox;
+use crate::model::{Draft, Receipt, Seq};
 use crate::room::{self, presence, Member, Placement, RoomFrame, Roster};
 use crate::stats::{self, Kind, Sends, Tick};
 
@@ -95,7 +95,7 @@ impl DurableObject for RoomHub {
             .map(RefCell::new)
             .map_err(|e| e.to_string());
         let room = RoomSql::open(sql).map_err(|e| e.to_string());
-        let interval = config(&env).map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+        let interval = config(&env).map_or(crate::config::DEFAULT_REPORT_INTERVAL_MS, |c| {
             c.limits.stats_report_ms
         });
         Self {

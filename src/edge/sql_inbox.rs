@@ -14,9 +14,8 @@ use worker::{SqlStorage, SqlStorageValue};
 use super::{int, unsigned};
 
 use crate::attention::Preferences;
-use crate::inbox::{
-    Hold, Horizon, Inbox, InboxError, Notification, Prune, Range, ReadTarget, Receipt, Seq,
-};
+use crate::inbox::{Hold, Horizon, Inbox, InboxError, Prune, Range, ReadTarget};
+use crate::model::{Notification, Receipt, Seq};
 
 /// Schema, applied idempotently when the object starts. The item itself is stored as JSON;
 /// the columns beside it are what queries filter and sort on. `hub_meta` keeps counters

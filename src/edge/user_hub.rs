@@ -30,8 +30,8 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::frame::{BatchReason, CloseCode, ReadRequest, ServerFrame};
 use crate::hub::{self, Admission, Arrival, Effect, Hub, Session, SocketView};
-use crate::inbox::{Inbox, InboxError, Notification};
-use crate::publish::Draft;
+use crate::inbox::{Inbox, InboxError};
+use crate::model::{Draft, Notification};
 use crate::stats::{self, Kind, Sends, Tick};
 
 #[durable_object]
@@ -58,7 +58,7 @@ impl DurableObject for UserHub {
             "hub_wake",
             json!({ "sockets": state.get_websockets().len() }),
         );
-        let interval = config(&env).map_or(stats::DEFAULT_REPORT_INTERVAL_MS, |c| {
+        let interval = config(&env).map_or(crate::config::DEFAULT_REPORT_INTERVAL_MS, |c| {
             c.limits.stats_report_ms
         });
         Self {

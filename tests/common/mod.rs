@@ -6,8 +6,8 @@
 
 use herald::config::Limits;
 use herald::hub::{Arrival, Effect, Hub, Session};
-use herald::inbox::{Inbox, MemoryInbox, Notification, Priority, Range, Receipt, Seq};
-use herald::publish::Draft;
+use herald::inbox::{Inbox, MemoryInbox, Range};
+use herald::model::{Draft, Notification, Priority, Receipt, Seq};
 
 /// The fake clock's starting point, in milliseconds since the epoch.
 pub const T0: u64 = 1_700_000_000_000;
@@ -41,6 +41,7 @@ pub fn notification(seq: Seq) -> Notification {
         priority: Priority::Normal,
         actor: None,
         room: None,
+        source: None,
         created_at: T0,
         expires_at: None,
         read: false,
