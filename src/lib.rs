@@ -17,7 +17,7 @@
 //!   hub room               the two hub state machines
 //!   history socket timer   log rules, per-socket rules, typed timer tables,
 //!   stats fanout           counters and report timing, room fan-out packing
-//!   inbox                  store interface + in-memory store
+//!   inbox room_store       store interfaces + in-memory stores
 //!   config auth            settings and limits; every credential's policy
 //!   frame                  the wire protocol
 //!   attention              preferences
@@ -45,13 +45,17 @@
 //!   while the room is busy.
 //! - [`hub`]: the sans-IO core of a `UserHub`: connects, publishes, client frames and the
 //!   alarm in, `Effect`s and the next deadline out.
-//! - [`room`]: project rooms: grants, presence with a grace period, client events,
-//!   shard placement, the roster of a room object's sockets.
+//! - [`room_store`]: what a room's root keeps beside its history (`RoomStore` trait,
+//!   in-memory store): members, departures, shard sockets and their confirmations.
+//! - [`room`]: the sans-IO core of a `RoomHub`: grants, admission, shard placement and
+//!   retirement, presence with a grace period and shard leases, the typing throttle,
+//!   client events; events in, `Effect`s and a timer table out, like [`hub`].
 //! - [`route`]: which route a method and path name, and the 404/405 answers.
 //! - [`publish`]: parsing and validating a producer's publish request into notifications.
 //! - [`error`]: the one place where every failure becomes an HTTP status and JSON body.
-//! - `edge` (wasm32 only): the Worker entry point and the `UserHub`, `RoomHub` and
-//!   `StatsHub` Durable Objects, mapping requests, sockets and SQLite storage onto the core.
+//! - `edge` (wasm32 only): the Worker entry point; the `UserHub`, `RoomHub` and `StatsHub`
+//!   Durable Objects over one runner (accept, refuse, close handshake, alarm); the SQLite
+//!   stores. It maps requests, sockets and storage onto the core and decides nothing.
 
 pub mod attention;
 pub mod auth;
@@ -65,6 +69,7 @@ pub mod inbox;
 pub mod model;
 pub mod publish;
 pub mod room;
+pub mod room_store;
 pub mod route;
 pub mod socket;
 pub mod stats;

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("preferences", &["attention"]),
     ("protocol", &["frame"]),
     ("settings and credentials", &["config", "auth"]),
-    ("stores", &["inbox"]),
+    ("stores", &["inbox", "room_store"]),
     (
         "log rules, socket rules, timers, counters",
         &["history", "socket", "timer", "stats", "fanout"],

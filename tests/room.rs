@@ -4,17 +4,23 @@
 //! and the publish requests that target a room. A fake clock in milliseconds throughout.
 
 use herald::config::Limits;
+use herald::fanout::Outgoing;
+use herald::frame::PresenceAction;
 use herald::frame::{BatchReason, CloseCode, ServerFrame};
 use herald::hub::{self, Effect, Hub};
 use herald::inbox::{Inbox, MemoryInbox};
 use herald::model::{
-    valid_room, Draft, InputError, Notification, Priority, Receipt, Seq, MAX_ROOM_LEN,
+    valid_room, Draft, InputError, Notification, Priority, Receipt, Seq, Source, MAX_ROOM_LEN,
 };
 use herald::publish::PublishRequest;
 use herald::room::{
-    grants, parse_members, place, presence, Member, Placement, RoomFrame, Roster, MAX_MEMBERS,
+    grants, parse_members, place, presence, Admission, Arrival as RoomArrival, Awake,
+    Effect as RoomEffect, Member, Placement, Room, RoomFrame, Roster, MAX_MEMBERS,
+    TYPING_INTERVAL_MS,
 };
+use herald::room_store::{MemoryRoom, RoomStore};
 use herald::socket::FrameBudget;
+use herald::timer::Timer;
 use serde_json::json;
 
 // ---- helpers ------------------------------------------------------------------------
@@ -50,6 +56,8 @@ fn member() -> Member {
         connected_at: T0,
         budget: FrameBudget::full(&Limits::default(), T0),
         shard: None,
+        last_frame_at: T0,
+        token_expires_at: None,
     }
 }
 
@@ -404,54 +412,49 @@ fn a_draft_refuses_bad_events_and_over_long_text() {
 
 // ---- presence -----------------------------------------------------------------------
 
-/// The root object's presence bookkeeping, as the RoomHub glue does it with the pure
-/// rules of `room::presence`: a roster of open sockets, pending departures, and what was
-/// announced.
-#[derive(Default)]
+/// The real room state machine on in-memory stores, with what it announced, so presence
+/// tests read as a story: joins, closes, alarms.
 struct Presence {
-    sockets: Roster,
-    leaving: Vec<(String, u64)>,
+    room: RoomFixture,
     announced: Vec<String>,
 }
 
 const GRACE_MS: u64 = 5_000;
 
+impl Default for Presence {
+    fn default() -> Self {
+        let limits = Limits {
+            room_presence_grace_ms: GRACE_MS,
+            ..Limits::default()
+        };
+        Self {
+            room: RoomFixture::new(limits),
+            announced: Vec::new(),
+        }
+    }
+}
+
 impl Presence {
-    fn online(&self) -> Vec<String> {
-        let mut users: Vec<String> = self.sockets.users().map(str::to_owned).collect();
-        users.sort();
-        users
+    fn note(&mut self, effects: &[RoomEffect]) {
+        self.announced.extend(announcements(effects));
     }
 
     fn join(&mut self, user: &str, socket: &str) {
-        // The glue accepts the socket before it asks, so the roster already holds it.
-        self.sockets.add(socket, user);
-        let already_online = self.sockets.has_other(user, socket);
-        let leaving = self.leaving.iter().any(|(u, _)| u == user);
-        if presence::announce_join(already_online, leaving) {
-            self.announced.push(format!("joined {user}"));
-        }
-        // Coming back cancels a pending departure.
-        self.leaving.retain(|(u, _)| u != user);
+        let effects = self.room.join_here(user, socket, T0);
+        self.note(&effects);
     }
 
     fn close(&mut self, socket: &str, now_ms: u64) {
-        let user = self.sockets.remove(socket).expect("an open socket");
-        let still_online = self.sockets.has_other(&user, socket);
-        if let Some(deadline) = presence::leave_deadline(still_online, now_ms, GRACE_MS) {
-            self.leaving.retain(|(u, _)| *u != user);
-            self.leaving.push((user, deadline));
-        }
+        self.room.with(|room| room.close(socket, now_ms)).unwrap();
     }
 
-    /// The alarm: announce due departures, then forget every departure whose time came.
     fn alarm(&mut self, now_ms: u64) {
-        let online = self.online();
-        let due: Vec<String> = presence::due(&self.leaving, &online, now_ms)
-            .map(|u| format!("left {u}"))
-            .collect();
-        self.announced.extend(due);
-        self.leaving.retain(|(_, at)| *at > now_ms);
+        let effects = self.room.with(|room| room.alarm(&[], now_ms)).unwrap();
+        self.note(&effects);
+    }
+
+    fn leaving(&self) -> Vec<(String, u64)> {
+        self.room.store.departures().unwrap()
     }
 }
 
@@ -496,7 +499,7 @@ fn a_quick_reconnect_is_neither_a_leave_nor_a_second_join() {
     room.join("alice", "s3"); // and again
     room.alarm(T0 + 2_000 + GRACE_MS + 1); // past the first deadline: she is online
     assert_eq!(room.announced, ["joined alice"]);
-    assert!(room.leaving.is_empty());
+    assert!(room.leaving().is_empty());
 }
 
 #[test]
@@ -505,7 +508,7 @@ fn a_leave_past_the_grace_is_announced_once() {
     room.join("alice", "s1");
     room.join("bob", "s2");
     room.close("s1", T0);
-    assert_eq!(room.leaving, [("alice".to_string(), T0 + GRACE_MS)]);
+    assert_eq!(room.leaving(), [("alice".to_string(), T0 + GRACE_MS)]);
 
     room.alarm(T0 + GRACE_MS - 1);
     assert_eq!(room.announced, ["joined alice", "joined bob"], "not yet");
@@ -544,7 +547,7 @@ fn closing_one_of_two_sockets_starts_no_departure() {
         "a second socket is no join"
     );
     room.close("phone", T0);
-    assert!(room.leaving.is_empty());
+    assert!(room.leaving().is_empty());
     room.alarm(T0 + GRACE_MS * 10);
     assert_eq!(room.announced, ["joined alice"]);
     // The pure rule behind it.
@@ -763,32 +766,50 @@ fn the_budget_refills_at_twenty_frames_a_second() {
 
 // ---- shard placement ----------------------------------------------------------------
 
+/// Deals `n` overflow sockets one by one with nobody leaving, as the root does.
+fn deal(n: usize, size: u64) -> Vec<Placement> {
+    let mut shards: Vec<(u64, u64)> = Vec::new();
+    (0..n)
+        .map(|_| {
+            let placed = place(size as usize, &shards, size);
+            if let Placement::Shard(k) = placed {
+                match shards.iter_mut().find(|(s, _)| *s == k) {
+                    Some((_, count)) => *count += 1,
+                    None => {
+                        shards.push((k, 1));
+                        shards.sort();
+                    }
+                }
+            }
+            placed
+        })
+        .collect()
+}
+
 #[test]
 fn sockets_stay_on_the_root_until_it_is_full() {
     for root_sockets in 0..3 {
-        assert_eq!(place(root_sockets, 0, 3), Placement::Root);
+        assert_eq!(place(root_sockets, &[], 3), Placement::Root);
     }
-    assert_eq!(place(3, 0, 3), Placement::Shard(1));
-    // The root is full whatever the shards received before.
-    assert_eq!(place(4, 10, 3), Placement::Shard(4));
+    assert_eq!(place(3, &[], 3), Placement::Shard(1));
+    // The root is full whatever the shards hold.
+    assert_eq!(place(4, &[(1, 3), (2, 3), (3, 3)], 3), Placement::Shard(4));
 }
 
 #[test]
 fn shards_are_filled_in_order_size_sockets_each() {
-    let dealt: Vec<Placement> = (0..10).map(|sent| place(3, sent, 3)).collect();
     let expected: Vec<Placement> = [1, 1, 1, 2, 2, 2, 3, 3, 3, 4]
         .into_iter()
         .map(Placement::Shard)
         .collect();
-    assert_eq!(dealt, expected);
+    assert_eq!(deal(10, 3), expected);
 }
 
 #[test]
 fn a_shard_size_of_one_gives_every_overflow_socket_its_own_shard() {
-    assert_eq!(place(0, 0, 1), Placement::Root);
-    let dealt: Vec<Placement> = (0..4).map(|sent| place(1, sent, 1)).collect();
+    assert_eq!(place(0, &[], 1), Placement::Root);
     assert_eq!(
-        dealt,
+        deal(4, 1),
         [1, 2, 3, 4].map(Placement::Shard),
         "shard n holds the n-th overflow socket"
     );
@@ -796,22 +817,25 @@ fn a_shard_size_of_one_gives_every_overflow_socket_its_own_shard() {
 
 #[test]
 fn a_huge_count_still_names_a_shard() {
-    assert_eq!(place(3, u64::MAX, 3), Placement::Shard(1 + u64::MAX / 3));
-    assert_eq!(place(1, u64::MAX - 1, 1), Placement::Shard(u64::MAX));
-    assert_eq!(place(usize::MAX, 0, 3), Placement::Shard(1));
+    assert_eq!(place(usize::MAX, &[], 3), Placement::Shard(1));
+    assert_eq!(place(1, &[(u64::MAX - 1, 1)], 1), Placement::Shard(1));
 }
 
 #[test]
 fn placement_never_names_shard_zero() {
     // Shards are 1-based: shard 0 would be named `<room>#0`, an object nobody fans out to.
-    let counts = (0..50).chain([u64::MAX / 2, u64::MAX - 1]);
     for size in 1..=5 {
-        for sent in counts.clone() {
-            for root in [0, size as usize, usize::MAX] {
+        for root in [0, size as usize, usize::MAX] {
+            for shards in [
+                vec![],
+                vec![(1, size)],
+                vec![(2, 1)],
+                vec![(1, size), (u64::MAX, size)],
+            ] {
                 assert_ne!(
-                    place(root, sent, size),
+                    place(root, &shards, size),
                     Placement::Shard(0),
-                    "place({root}, {sent}, {size})"
+                    "{shards:?}"
                 );
             }
         }
@@ -820,9 +844,8 @@ fn placement_never_names_shard_zero() {
 
 #[test]
 fn placement_at_the_last_count_does_not_wrap_to_shard_zero() {
-    // src/room.rs `place`: `1 + sent_to_shards / shard_size.max(1)` overflows when the
-    // quotient is u64::MAX. Unreachable in practice, but the rule is "never Shard(0)".
-    assert_ne!(place(1, u64::MAX, 1), Placement::Shard(0));
+    let full: Vec<(u64, u64)> = vec![(1, 1), (2, 1)];
+    assert_eq!(place(1, &full, 1), Placement::Shard(3));
 }
 
 // ---- publish requests to a room -----------------------------------------------------
@@ -894,4 +917,373 @@ fn a_parsed_room_message_is_stored_with_its_room() {
         None,
         "a producer names no actor here"
     );
+}
+
+// ---- the room state machine ---------------------------------------------------------
+
+/// A room's root on in-memory stores: history, room store, its own sockets.
+struct RoomFixture {
+    history: MemoryInbox,
+    store: MemoryRoom,
+    awake: Awake,
+    limits: Limits,
+    ids: std::cell::Cell<u64>,
+}
+
+impl RoomFixture {
+    fn new(limits: Limits) -> Self {
+        Self {
+            history: MemoryInbox::default(),
+            store: MemoryRoom::default(),
+            awake: Awake::default(),
+            limits,
+            ids: std::cell::Cell::new(0),
+        }
+    }
+
+    fn with<T>(&mut self, f: impl FnOnce(&mut Room<'_, MemoryInbox, MemoryRoom>) -> T) -> T {
+        let ids = &self.ids;
+        let next = || {
+            ids.set(ids.get() + 1);
+            format!("msg_{}", ids.get())
+        };
+        let mut room = Room {
+            history: &mut self.history,
+            store: &mut self.store,
+            awake: &mut self.awake,
+            limits: &self.limits,
+            message_id: &next,
+        };
+        f(&mut room)
+    }
+
+    fn arrive(&mut self, user: &str, session: &str, token_exp: Option<u64>, now: u64) -> Admission {
+        let arrival = RoomArrival {
+            user: user.into(),
+            session: session.into(),
+            room: "project:42".into(),
+            can_write: true,
+            since: None,
+            token_exp,
+        };
+        self.with(|room| room.connect(arrival, now)).unwrap()
+    }
+
+    /// A socket that the root keeps; answers the effects of its join.
+    fn join_here(&mut self, user: &str, session: &str, now: u64) -> Vec<RoomEffect> {
+        match self.arrive(user, session, None, now) {
+            Admission::Here { effects, .. } => effects,
+            other => panic!("expected the root to keep {session}, got {other:?}"),
+        }
+    }
+
+    /// A socket placed on a shard that then asks for its first frames.
+    fn join_shard(&mut self, user: &str, session: &str, now: u64) -> (u64, Vec<RoomEffect>) {
+        let Admission::Shard { member } = self.arrive(user, session, None, now) else {
+            panic!("expected a shard for {session}")
+        };
+        let (_, effects) = self.with(|room| room.join(&member, None, now)).unwrap();
+        (member.shard.unwrap(), effects)
+    }
+
+    fn shards(&mut self) -> Vec<u64> {
+        self.with(|room| room.shards()).unwrap()
+    }
+
+    fn online(&mut self) -> Vec<String> {
+        self.with(|room| room.online_users()).unwrap()
+    }
+}
+
+/// `joined alice` / `left bob` for each presence frame fanned out.
+fn announcements(effects: &[RoomEffect]) -> Vec<String> {
+    let mut out = Vec::new();
+    for effect in effects {
+        if let RoomEffect::Fanout(Outgoing {
+            frame:
+                ServerFrame::Presence {
+                    action,
+                    user,
+                    users,
+                },
+            ..
+        }) = effect
+        {
+            let word = match action {
+                PresenceAction::Joined => "joined",
+                PresenceAction::Left => "left",
+                PresenceAction::Online => "online",
+            };
+            for u in user.iter().chain(users.iter().flatten()) {
+                out.push(format!("{word} {u}"));
+            }
+        }
+    }
+    out
+}
+
+fn closes(effects: &[RoomEffect]) -> Vec<(String, u16)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            RoomEffect::Close { session, code, .. } => Some((session.clone(), code.code())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fanned_out(effects: &[RoomEffect]) -> Vec<&ServerFrame> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            RoomEffect::Fanout(out) => Some(&out.frame),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn rule_1_room_sockets_close_at_token_expiry_and_after_silence() {
+    let mut room = RoomFixture::new(Limits::default());
+    let exp_s = T0 / 1000 + 100; // later than the idle timeout
+    let Admission::Here { member, .. } = room.arrive("alice", "s1", Some(exp_s), T0) else {
+        panic!("kept")
+    };
+    let due = (exp_s + herald::auth::LEEWAY_S) * 1000;
+    assert_eq!(member.token_expires_at, Some(due));
+    let sockets = vec![("s1".to_string(), member.view(Some(due - 1)))];
+    let timers = room.with(|r| r.timers(&[sockets[0].1])).unwrap();
+    assert_eq!(
+        timers.next(),
+        Some(due),
+        "the alarm comes at expiry plus leeway"
+    );
+    assert!(closes(&room.with(|r| r.alarm(&sockets, due - 1)).unwrap()).is_empty());
+    assert_eq!(
+        closes(&room.with(|r| r.alarm(&sockets, due)).unwrap()),
+        [("s1".to_string(), 4001)]
+    );
+
+    // Silence: no frame and no ping for IDLE_TIMEOUT_MS closes with 1001.
+    let quiet = member.view(None);
+    let idle_at = T0 + room.limits.idle_timeout_ms;
+    let swept = room
+        .with(|r| r.alarm(&[("s1".to_string(), quiet)], idle_at))
+        .unwrap();
+    assert_eq!(closes(&swept), [("s1".to_string(), 1001)]);
+    // A frame is a sign of life.
+    let mut talking = member.clone();
+    room.with(|r| r.client_text(&mut talking, r#"{"type":"ping"}"#, idle_at - 1));
+    let kept = room
+        .with(|r| r.alarm(&[("s1".to_string(), talking.view(None))], idle_at))
+        .unwrap();
+    assert!(closes(&kept).is_empty());
+    // An absurd exp saturates instead of wrapping to a time long past.
+    let Admission::Here { member, .. } = room.arrive("bob", "s2", Some(u64::MAX / 10), T0) else {
+        panic!("kept")
+    };
+    assert_eq!(member.token_expires_at, Some(u64::MAX));
+}
+
+#[test]
+fn rule_2_at_most_max_devices_sockets_per_user_in_a_room() {
+    let limits = Limits {
+        max_devices: 2,
+        room_shard_size: 1,
+        ..Limits::default()
+    };
+    let mut room = RoomFixture::new(limits);
+    room.join_here("alice", "a1", T0);
+    room.join_shard("alice", "a2", T0); // counted on a shard too
+    match room.arrive("alice", "a3", None, T0) {
+        Admission::Refused { code, frame } => {
+            assert_eq!(code, CloseCode::TooManyDevices);
+            assert!(matches!(frame, ServerFrame::Error { code, .. } if code == "too_many_devices"));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    room.join_shard("bob", "b1", T0);
+    // One closes; the next one fits again.
+    room.with(|r| r.close("a2", T0)).unwrap();
+    assert!(matches!(
+        room.arrive("alice", "a4", None, T0),
+        Admission::Shard { .. }
+    ));
+}
+
+#[test]
+fn rule_3_typing_is_relayed_once_per_user_per_two_seconds() {
+    let mut room = RoomFixture::new(Limits::default());
+    room.join_here("alice", "a1", T0);
+    room.join_here("bob", "b1", T0);
+    let mut alice = member();
+    alice.id = "a1".into();
+    let typing = r#"{"type":"typing"}"#;
+    let mut relayed = 0;
+    for i in 0..10 {
+        let effects = room.with(|r| r.client_text(&mut alice, typing, T0 + i * 100));
+        assert!(
+            !effects.iter().any(|e| matches!(e, RoomEffect::Reply(_))),
+            "dropped silently"
+        );
+        relayed += fanned_out(&effects).len();
+    }
+    assert_eq!(relayed, 1, "ten notices within a second: one relay");
+    let later = room.with(|r| r.client_text(&mut alice, typing, T0 + TYPING_INTERVAL_MS));
+    assert_eq!(
+        fanned_out(&later).len(),
+        1,
+        "two seconds on, the next one goes"
+    );
+    // The throttle is per user: bob's first notice goes at once.
+    let mut bob = member();
+    bob.user = "bob".into();
+    bob.id = "b1".into();
+    let effects = room.with(|r| r.client_text(&mut bob, typing, T0 + 1));
+    assert!(matches!(
+        fanned_out(&effects)[..],
+        [ServerFrame::Typing { ref user }] if user == "bob"
+    ));
+}
+
+#[test]
+fn rule_4_fanout_reaches_only_shards_holding_sockets_however_much_churn() {
+    let size = 2;
+    let limits = Limits {
+        room_shard_size: size,
+        ..Limits::default()
+    };
+    let mut room = RoomFixture::new(limits);
+    for i in 0..size {
+        room.join_here(&format!("root{i}"), &format!("r{i}"), T0);
+    }
+    let mut next = 0;
+    for round in 0..50u64 {
+        // A crowd arrives on shards, then most of it leaves again.
+        let crowd: Vec<String> = (0..(round % 7) + 1)
+            .map(|_| {
+                next += 1;
+                let session = format!("s{next}");
+                room.join_shard(&format!("u{next}"), &session, T0);
+                session
+            })
+            .collect();
+        let sockets = size as usize + room.store.remote().unwrap().len();
+        let bound = sockets.div_ceil(size as usize) + 1;
+        assert!(
+            room.shards().len() <= bound,
+            "round {round}: {:?} for {sockets} sockets",
+            room.shards()
+        );
+        for session in &crowd {
+            room.with(|r| r.close(session, T0)).unwrap();
+        }
+        assert!(
+            room.shards().is_empty(),
+            "round {round}: empty shards are retired"
+        );
+    }
+    // Numbers are reused: the next crowd starts at shard 1 again.
+    assert_eq!(room.join_shard("late", "late", T0).0, 1);
+}
+
+#[test]
+fn rule_5_presence_rows_a_shard_no_longer_confirms_are_dropped() {
+    let limits = Limits {
+        room_shard_size: 1,
+        idle_timeout_ms: 10_000,
+        room_presence_grace_ms: GRACE_MS,
+        ..Limits::default()
+    };
+    let mut room = RoomFixture::new(limits);
+    room.join_here("alice", "a1", T0);
+    let (bob_shard, _) = room.join_shard("bob", "b1", T0);
+    let (carol_shard, _) = room.join_shard("carol", "c1", T0);
+    assert_eq!(room.online(), ["alice", "bob", "carol"]);
+
+    // Bob's shard confirms without him (a leave call that failed): he departs with grace.
+    room.with(|r| r.sync(bob_shard, &[], T0 + 1_000)).unwrap();
+    let announced = announcements(&room.with(|r| r.alarm(&[], T0 + 1_000 + GRACE_MS)).unwrap());
+    assert_eq!(announced, ["left bob"]);
+
+    // Carol's shard goes silent (a restart): after the lease her row goes, `left` at once.
+    let lease = room.with(|r| r.lease_ms());
+    let timers = room.with(|r| r.timers(&[])).unwrap();
+    assert_eq!(timers.get(Timer::PresenceLease), Some(T0 + lease));
+    let early = room.with(|r| r.alarm(&[], T0 + lease - 1)).unwrap();
+    assert!(announcements(&early).is_empty());
+    let due = room.with(|r| r.alarm(&[], T0 + lease)).unwrap();
+    assert_eq!(announcements(&due), ["left carol"]);
+    assert_eq!(
+        room.online(),
+        ["alice"],
+        "everyone listed has a live socket"
+    );
+    let _ = carol_shard;
+
+    // Quiet now: no shard leases, no departures, so no periodic work.
+    let timers = room.with(|r| r.timers(&[])).unwrap();
+    assert_eq!(timers.next(), None);
+
+    // A shard that confirms a socket the root lost records it again, announced.
+    let back = room
+        .with(|r| r.sync(7, &[("d1".into(), "dave".into())], T0 + lease))
+        .unwrap();
+    assert_eq!(announcements(&back), ["joined dave"]);
+    assert_eq!(room.online(), ["alice", "dave"]);
+}
+
+#[test]
+fn rule_6_history_items_say_who_sent_them() {
+    let mut room = RoomFixture::new(Limits::default());
+    room.join_here("alice", "a1", T0);
+    let (_, effects) = room.with(|r| r.publish(vec![chat("p1")], T0)).unwrap();
+    assert!(matches!(
+        fanned_out(&effects)[..],
+        [ServerFrame::Notification(Notification {
+            source: Some(Source::Producer),
+            ..
+        })]
+    ));
+    let mut alice = member();
+    alice.id = "a1".into();
+    let sent = room.with(|r| {
+        r.client_text(
+            &mut alice,
+            r#"{"type":"publish","event":"chat.message","body":"hi"}"#,
+            T0,
+        )
+    });
+    assert!(matches!(
+        fanned_out(&sent)[..],
+        [ServerFrame::Message(Notification {
+            source: Some(Source::Member),
+            ..
+        })]
+    ));
+    let replay = room.with(|r| r.frame(&alice, r#"{"type":"resume","since":0}"#, T0));
+    let sources: Vec<Option<Source>> = replay
+        .iter()
+        .flat_map(|e| match e {
+            RoomEffect::Reply(ServerFrame::Batch { items, .. }) => items.clone(),
+            _ => Vec::new(),
+        })
+        .map(|n| n.source)
+        .collect();
+    assert_eq!(sources, [Some(Source::Producer), Some(Source::Member)]);
+    let json = ServerFrame::Message(
+        room.history
+            .items(&herald::inbox::Range {
+                after: Some(1),
+                before: None,
+                newest_first: false,
+                limit: 1,
+                unread_only: false,
+                now_ms: T0,
+            })
+            .unwrap()
+            .remove(0),
+    )
+    .to_json();
+    assert!(json.contains(r#""source":"member""#), "{json}");
 }

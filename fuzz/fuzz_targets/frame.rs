@@ -207,6 +207,8 @@ fn room_hub(text: &str) {
         connected_at: NOW,
         budget: FrameBudget::full(&limits, NOW),
         shard: None,
+        last_frame_at: NOW,
+        token_expires_at: None,
     };
     if hub::admit(&mut member.budget, &limits, text.len(), NOW).is_some() {
         assert!(text.len() > limits.max_frame_bytes);

@@ -9,6 +9,7 @@
 
 mod log;
 mod room_hub;
+mod runner;
 mod sql_inbox;
 mod sql_room;
 mod stats;
@@ -27,7 +28,6 @@ use crate::model::{self, Draft, Receipt};
 use crate::publish::PublishRequest;
 use crate::room;
 use crate::route::{self, Route};
-use crate::stats::Tick;
 
 /// Header names of the Worker → hub requests. The hub trusts them because only the
 /// Worker can reach it; they are built fresh, never copied from the client's request.
@@ -45,6 +45,8 @@ pub(crate) mod internal {
     pub const MEMBERS: &str = "x-herald-members";
     /// Set on requests to a room's shard object: its number.
     pub const SHARD: &str = "x-herald-shard";
+    /// On an upgrade handed to a shard: the socket's attachment, as the root admitted it.
+    pub const MEMBER: &str = "x-herald-member";
     pub const ID: &str = "x-herald-id";
     /// Hub requests go to `https://user-hub/<route>`; the host is never resolved.
     pub const HUB_ORIGIN: &str = "https://user-hub";
@@ -293,6 +295,9 @@ async fn room_connect(
     grant(&upgrade.claims, name)?;
     let headers = upgrade.headers()?;
     headers.set(internal::ROOM, name).map_err(internal_error)?;
+    headers
+        .set(internal::EXP, &upgrade.claims.exp.to_string())
+        .map_err(internal_error)?;
     if upgrade.claims.has_scope(room::WRITE_SCOPE) {
         headers.set(internal::WRITE, "1").map_err(internal_error)?;
     }
@@ -804,119 +809,6 @@ pub(crate) fn number_header(
                 .map_err(|_| ApiError::internal(format!("bad {name} header")))
         })
         .transpose()
-}
-
-/// An object's sockets that are open, not closing: what every broadcast, count and sweep
-/// of either object is about.
-pub(crate) fn open_sockets(state: &worker::State) -> impl Iterator<Item = worker::WebSocket> {
-    const OPEN: u16 = 1;
-    state
-        .get_websockets()
-        .into_iter()
-        .filter(|ws| AsRef::<worker::web_sys::WebSocket>::as_ref(ws).ready_state() == OPEN)
-}
-
-/// The open sockets with the per-socket state attached to them.
-pub(crate) fn attached<T: serde::de::DeserializeOwned>(
-    state: &worker::State,
-) -> Vec<(worker::WebSocket, T)> {
-    open_sockets(state)
-        .filter_map(|ws| {
-            let attachment = ws.deserialize_attachment::<T>().ok().flatten()?;
-            Some((ws, attachment))
-        })
-        .collect()
-}
-
-/// The code to finish a closing handshake with. 1005/1006 describe a missing close frame
-/// and may not be sent back (nor may other reserved codes), so those get a plain 1000.
-pub(crate) fn close_reply(code: usize) -> u16 {
-    match code {
-        1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
-        _ => crate::frame::CloseCode::Normal.code(),
-    }
-}
-
-/// Sends `text` to every socket of an object, crossing into JavaScript once: the string
-/// is copied over once and the loop runs there, instead of one call, one socket handle
-/// and one string copy per socket from Rust. Answers how many sockets took it and how
-/// many could not (for `GET /v1/stats`).
-pub(crate) fn send_to_all(state: &worker::State, text: &str) -> crate::stats::Sends {
-    let packed = send_to_all_js(state.as_raw(), text);
-    // `sent * 2^20 + failed`: one number back across the boundary; an object holds far
-    // fewer than 2^20 sockets.
-    let packed = packed.max(0.0) as u64;
-    crate::stats::Sends {
-        sent: packed >> 20,
-        failed: packed & ((1 << 20) - 1),
-    }
-}
-
-#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
-export function sendToAll(state, text) {
-  let sent = 0;
-  let failed = 0;
-  for (const ws of state.getWebSockets()) {
-    try {
-      ws.send(text);
-      sent++;
-    } catch {
-      // A socket closing right now misses nothing: what is sent is stored first.
-      failed++;
-    }
-  }
-  return sent * 1048576 + failed;
-}
-"#)]
-extern "C" {
-    #[wasm_bindgen(js_name = sendToAll)]
-    fn send_to_all_js(state: &worker::worker_sys::DurableObjectState, text: &str) -> f64;
-}
-
-/// An object's one alarm, written to storage only when the wanted time changes.
-pub(crate) struct Alarm {
-    /// What this instance last set (`Some(None)`: none). Unknown after a wake-up, so the
-    /// first event sets it once.
-    set_for: std::cell::Cell<Option<Option<u64>>>,
-}
-
-impl Alarm {
-    pub(crate) fn new() -> Self {
-        Self {
-            set_for: std::cell::Cell::new(None),
-        }
-    }
-
-    /// The alarm ran; the runtime has cleared it.
-    pub(crate) fn fired(&self) {
-        self.set_for.set(None);
-    }
-
-    /// Whether the stats report `tick` asks for has to move the alarm: it must wait, and
-    /// this instance has not already set the alarm for that time or earlier.
-    pub(crate) fn must_move_for(&self, tick: Tick) -> bool {
-        match tick {
-            Tick::WaitUntil(at) => !matches!(self.set_for.get(), Some(Some(set)) if set <= at),
-            Tick::Idle | Tick::Report => false,
-        }
-    }
-
-    /// Sets (or deletes) the alarm; true when storage was touched.
-    pub(crate) async fn set(&self, state: &worker::State, next: Option<u64>) -> Result<bool> {
-        if self.set_for.get() == Some(next) {
-            return Ok(false);
-        }
-        let storage = state.storage();
-        match next {
-            Some(at) => {
-                let date = worker::js_sys::Date::new(&(at as f64).into());
-                storage.set_alarm(worker::ScheduledTime::new(date)).await?
-            }
-            None => storage.delete_alarm().await?,
-        }
-        self.set_for.set(Some(next));
-        Ok(true)
-    }
 }
 
 pub(crate) fn header(headers: &Headers, name: &str) -> Option<String> {

@@ -1,11 +1,13 @@
-//! What a room keeps beside its history (which is a [`super::sql_inbox::SqlInbox`]): the
-//! member list, departures waiting out their grace period, the sockets that live on shard
-//! objects, and the shard counters. Only the room's root object writes these.
+//! The room store ([`RoomStore`]) on the root object's SQLite: the member list,
+//! departures waiting out their grace period, the sockets that live on shard objects and
+//! when each shard last confirmed them. Also the object's identity (room name, shard
+//! number), which only the glue needs.
 
 use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
 use super::{int, unsigned};
+use crate::room_store::{RemoteSocket, RoomStore, RoomStoreError};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS room_members (user TEXT PRIMARY KEY);
@@ -16,7 +18,8 @@ CREATE TABLE IF NOT EXISTS room_remote (
     shard INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS room_remote_user ON room_remote (user);
-CREATE TABLE IF NOT EXISTS room_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS room_remote_shard ON room_remote (shard);
+CREATE TABLE IF NOT EXISTS room_shards (shard INTEGER PRIMARY KEY, confirmed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS room_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
@@ -36,38 +39,120 @@ struct LeavingRow {
 }
 
 #[derive(Deserialize)]
+struct RemoteRow {
+    session: String,
+    user: String,
+    shard: i64,
+}
+
+#[derive(Deserialize)]
+struct Pair {
+    a: i64,
+    b: i64,
+}
+
+#[derive(Deserialize)]
 struct Text {
     value: String,
 }
 
-#[derive(Deserialize)]
-struct Number {
-    n: Option<i64>,
+type Result<T> = std::result::Result<T, RoomStoreError>;
+
+fn failed(e: worker::Error) -> RoomStoreError {
+    RoomStoreError(e.to_string())
 }
 
-type Result<T> = worker::Result<T>;
-
 impl RoomSql {
-    pub fn open(sql: SqlStorage) -> Result<Self> {
+    pub fn open(sql: SqlStorage) -> worker::Result<Self> {
         sql.exec(SCHEMA, None)?;
         Ok(Self { sql })
     }
 
-    fn users(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<Vec<String>> {
-        let rows: Vec<UserRow> = self.sql.exec(query, bindings)?.to_array()?;
-        Ok(rows.into_iter().map(|r| r.user).collect())
+    fn rows<T: serde::de::DeserializeOwned>(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<T>> {
+        self.sql
+            .exec(query, bindings)
+            .and_then(|cursor| cursor.to_array())
+            .map_err(failed)
     }
 
     fn run(&self, query: &str, bindings: Vec<SqlStorageValue>) -> Result<()> {
-        self.sql.exec(query, bindings)?.raw().count();
-        Ok(())
+        self.sql
+            .exec(query, bindings)
+            .map(|cursor| cursor.raw().count())
+            .map(|_| ())
+            .map_err(failed)
     }
 
-    pub fn members(&self) -> Result<Vec<String>> {
-        self.users("SELECT user FROM room_members ORDER BY user", vec![])
+    fn remote_rows(
+        &self,
+        query: &str,
+        bindings: Vec<SqlStorageValue>,
+    ) -> Result<Vec<RemoteSocket>> {
+        let rows: Vec<RemoteRow> = self.rows(query, bindings)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RemoteSocket {
+                session: r.session,
+                user: r.user,
+                shard: unsigned(r.shard),
+            })
+            .collect())
     }
 
-    pub fn set_members(&self, members: &[String]) -> Result<()> {
+    fn pairs(&self, query: &str) -> Result<Vec<(u64, u64)>> {
+        let rows: Vec<Pair> = self.rows(query, vec![])?;
+        Ok(rows
+            .into_iter()
+            .map(|p| (unsigned(p.a), unsigned(p.b)))
+            .collect())
+    }
+
+    fn info(&self, key: &str) -> Result<Option<String>> {
+        let rows: Vec<Text> = self.rows(
+            "SELECT value FROM room_info WHERE key = ?",
+            vec![key.into()],
+        )?;
+        Ok(rows.into_iter().next().map(|r| r.value))
+    }
+
+    fn set_info(&self, key: &str, value: &str) -> Result<()> {
+        self.run(
+            "INSERT OR REPLACE INTO room_info (key, value) VALUES (?, ?)",
+            vec![key.into(), value.into()],
+        )
+    }
+
+    /// The room's name, as the Worker gave it.
+    pub fn name(&self) -> Result<Option<String>> {
+        self.info("name")
+    }
+
+    pub fn set_name(&self, name: &str) -> Result<()> {
+        self.set_info("name", name)
+    }
+
+    /// This object's shard number; `None` on the root.
+    pub fn shard(&self) -> Result<Option<u64>> {
+        Ok(self.info("shard")?.and_then(|n| n.parse().ok()))
+    }
+
+    pub fn set_shard(&self, shard: u64) -> Result<()> {
+        self.set_info("shard", &shard.to_string())
+    }
+}
+
+impl RoomStore for RoomSql {
+    fn members(&self) -> Result<Vec<String>> {
+        let rows: Vec<UserRow> =
+            self.rows("SELECT user FROM room_members ORDER BY user", vec![])?;
+        Ok(rows.into_iter().map(|r| r.user).collect())
+    }
+
+    fn set_members(&mut self, members: &[String]) -> Result<()> {
         self.run("DELETE FROM room_members", vec![])?;
         for member in members {
             self.run(
@@ -78,15 +163,12 @@ impl RoomSql {
         Ok(())
     }
 
-    pub fn leaving(&self) -> Result<Vec<(String, u64)>> {
-        let rows: Vec<LeavingRow> = self
-            .sql
-            .exec("SELECT user, at FROM room_leaving", None)?
-            .to_array()?;
+    fn departures(&self) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<LeavingRow> = self.rows("SELECT user, at FROM room_leaving", vec![])?;
         Ok(rows.into_iter().map(|r| (r.user, unsigned(r.at))).collect())
     }
 
-    pub fn set_leaving(&self, user: &str, at: Option<u64>) -> Result<()> {
+    fn set_departure(&mut self, user: &str, at: Option<u64>) -> Result<()> {
         match at {
             Some(at) => self.run(
                 "INSERT OR REPLACE INTO room_leaving (user, at) VALUES (?, ?)",
@@ -96,65 +178,60 @@ impl RoomSql {
         }
     }
 
-    /// Users with a socket on some shard.
-    pub fn remote_users(&self) -> Result<Vec<String>> {
-        self.users("SELECT DISTINCT user FROM room_remote", vec![])
-    }
-
-    /// Whether `user` has a socket on some shard.
-    pub fn remote_user_present(&self, user: &str) -> Result<bool> {
-        let found = self.users(
-            "SELECT user FROM room_remote WHERE user = ? LIMIT 1",
+    fn remote_of(&self, user: &str) -> Result<Vec<RemoteSocket>> {
+        self.remote_rows(
+            "SELECT session, user, shard FROM room_remote WHERE user = ?",
             vec![user.into()],
-        )?;
-        Ok(!found.is_empty())
+        )
     }
 
-    pub fn add_remote(&self, session: &str, user: &str, shard: u64) -> Result<()> {
+    fn remote(&self) -> Result<Vec<RemoteSocket>> {
+        self.remote_rows("SELECT session, user, shard FROM room_remote", vec![])
+    }
+
+    fn add_remote(&mut self, socket: &RemoteSocket) -> Result<()> {
         self.run(
             "INSERT OR REPLACE INTO room_remote (session, user, shard) VALUES (?, ?, ?)",
-            vec![session.into(), user.into(), int(shard)],
+            vec![
+                socket.session.as_str().into(),
+                socket.user.as_str().into(),
+                int(socket.shard),
+            ],
         )
     }
 
-    pub fn remove_remote(&self, session: &str) -> Result<()> {
-        self.run(
-            "DELETE FROM room_remote WHERE session = ?",
+    fn remove_remote(&mut self, session: &str) -> Result<Option<RemoteSocket>> {
+        let found = self.remote_rows(
+            "DELETE FROM room_remote WHERE session = ? RETURNING session, user, shard",
             vec![session.into()],
+        )?;
+        Ok(found.into_iter().next())
+    }
+
+    fn shard_sockets(&self) -> Result<Vec<(u64, u64)>> {
+        self.pairs(
+            "SELECT shard AS a, COUNT(*) AS b FROM room_remote GROUP BY shard ORDER BY shard",
         )
     }
 
-    pub fn counter(&self, key: &str) -> Result<u64> {
-        let rows: Vec<Number> = self
-            .sql
-            .exec(
-                "SELECT value AS n FROM room_meta WHERE key = ?",
-                vec![key.into()],
-            )?
-            .to_array()?;
-        Ok(rows.first().and_then(|r| r.n).map_or(0, unsigned))
-    }
-
-    pub fn set_counter(&self, key: &str, value: u64) -> Result<()> {
-        self.run(
-            "INSERT OR REPLACE INTO room_meta (key, value) VALUES (?, ?)",
-            vec![key.into(), int(value)],
+    fn confirmations(&self) -> Result<Vec<(u64, u64)>> {
+        // Shard rows written before leases existed have no confirmation: they count as
+        // never confirmed, so a live shard re-confirms them and a dead one's go.
+        self.pairs(
+            "SELECT shard AS a, confirmed_at AS b FROM room_shards
+             UNION SELECT DISTINCT shard AS a, 0 AS b FROM room_remote
+               WHERE shard NOT IN (SELECT shard FROM room_shards)
+             ORDER BY a",
         )
     }
 
-    /// The room's name, as the Worker gave it.
-    pub fn name(&self) -> Result<Option<String>> {
-        let rows: Vec<Text> = self
-            .sql
-            .exec("SELECT value FROM room_info WHERE key = 'name'", None)?
-            .to_array()?;
-        Ok(rows.into_iter().next().map(|r| r.value))
-    }
-
-    pub fn set_name(&self, name: &str) -> Result<()> {
-        self.run(
-            "INSERT OR REPLACE INTO room_info (key, value) VALUES ('name', ?)",
-            vec![name.into()],
-        )
+    fn confirm(&mut self, shard: u64, at: Option<u64>) -> Result<()> {
+        match at {
+            Some(at) => self.run(
+                "INSERT OR REPLACE INTO room_shards (shard, confirmed_at) VALUES (?, ?)",
+                vec![int(shard), int(at)],
+            ),
+            None => self.run("DELETE FROM room_shards WHERE shard = ?", vec![int(shard)]),
+        }
     }
 }

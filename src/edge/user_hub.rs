@@ -12,26 +12,26 @@ use std::cell::{RefCell, RefMut};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use worker::js_sys::{Date as JsDate, Function, Reflect};
-use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair, WebSocketRequestResponsePair,
+    WebSocketIncomingMessage,
 };
 
+use super::runner::{self, attached, send_to_all, Alarm};
 use super::sql_inbox::SqlInbox;
 use super::stats::ObjectStats;
 use super::{
-    attached, close_reply, config, header, internal, internal_error, log, logged, now_ms,
-    number_header, random_id, required_header, send_to_all, Alarm,
+    config, header, internal, internal_error, log, logged, now_ms, number_header, random_id,
+    required_header,
 };
 use crate::attention::Preferences;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::frame::{BatchReason, CloseCode, ReadRequest, ServerFrame};
-use crate::hub::{self, Admission, Arrival, Effect, Hub, Session, SocketView};
+use crate::hub::{self, Admission, Arrival, Effect, Hub, Session};
 use crate::inbox::{Inbox, InboxError};
 use crate::model::{Draft, Notification};
+use crate::socket::SocketView;
 use crate::stats::{self, Kind, Sends, Tick};
 
 #[durable_object]
@@ -49,10 +49,7 @@ pub struct UserHub {
 
 impl DurableObject for UserHub {
     fn new(state: State, env: Env) -> Self {
-        match WebSocketRequestResponsePair::new("ping", "pong") {
-            Ok(pair) => state.set_websocket_auto_response(&pair),
-            Err(_) => log::event("error", json!({ "message": "auto-response unavailable" })),
-        }
+        runner::auto_respond(&state);
         let inbox = SqlInbox::open(state.storage().sql()).map(RefCell::new);
         log::event(
             "hub_wake",
@@ -154,9 +151,7 @@ impl DurableObject for UserHub {
                 "code": code,
             }),
         );
-        // Finish the closing handshake; the peer may already be gone, and nothing is lost
-        // if this fails.
-        let _ = ws.close(Some(close_reply(code)), Some("closing"));
+        runner::finish_close(&ws, code);
         // One connection fewer.
         self.stats.touch();
         if self.report_needs_alarm() {
@@ -199,7 +194,7 @@ impl UserHub {
                 limits: &config.limits,
             };
             for (ws, session) in self.open_sockets() {
-                let view = SocketView::of(&session, self.last_ping(&ws));
+                let view = session.view(runner::last_ping(&self.state, &ws));
                 if let Some((code, reason)) = hub.liveness(&view, now) {
                     self.apply(
                         Some((&ws, &session)),
@@ -226,7 +221,6 @@ impl UserHub {
     fn accept_device(&self, req: &Request) -> std::result::Result<Response, ApiError> {
         let user = required_header(req, internal::USER)?;
         let device = header(req.headers(), internal::DEVICE);
-        let answer_protocol = header(req.headers(), internal::PROTOCOL);
         let arrival = Arrival {
             user: user.clone(),
             session_id: random_id("ses_"),
@@ -242,23 +236,14 @@ impl UserHub {
                 .map_err(hub::HubError::from)
         })?;
 
-        let pair = WebSocketPair::new().map_err(internal_error)?;
-        let server = &pair.server;
+        let (pair, server) = runner::socket_pair()?;
         match admission {
             Admission::Welcome { session, frames } => {
-                self.state.accept_web_socket(server);
-                server
-                    .serialize_attachment(&session)
-                    .map_err(internal_error)?;
+                runner::accept(&self.state, &server, &session.id, &session, &self.stats)?;
                 for frame in &frames {
-                    server
-                        .send_with_str(frame.to_json())
+                    runner::send(&self.state, &self.stats, &server, frame)
                         .map_err(internal_error)?;
-                    self.stats
-                        .sent(&self.state, stats::items(frame), Sends::one(true));
                 }
-                // One connection more.
-                self.stats.touch();
                 log::event(
                     "connect",
                     json!({
@@ -271,29 +256,14 @@ impl UserHub {
                 );
             }
             Admission::Refused { code, frame } => {
-                // Not handed to the runtime's hibernation set: this socket only lives long
-                // enough to say why it is being closed.
-                server.accept().map_err(internal_error)?;
-                server
-                    .send_with_str(frame.to_json())
-                    .map_err(internal_error)?;
-                server
-                    .close(Some(code.code()), Some("refused"))
-                    .map_err(internal_error)?;
+                runner::refuse(&server, &frame, code)?;
                 log::event(
                     "connect_refused",
                     json!({ "user": user, "code": code.code(), "sockets": open_sockets }),
                 );
             }
         }
-        let mut response = Response::from_websocket(pair.client).map_err(internal_error)?;
-        if let Some(protocol) = answer_protocol {
-            response
-                .headers_mut()
-                .set("Sec-WebSocket-Protocol", &protocol)
-                .map_err(internal_error)?;
-        }
-        Ok(response)
+        runner::upgrade(req, pair)
     }
 
     /// Stores the drafts (durably, before answering) and pushes them to every socket.
@@ -383,14 +353,21 @@ impl UserHub {
         let sockets: Vec<SocketView> = self
             .open_sockets()
             .iter()
-            .map(|(ws, session)| SocketView::of(session, self.last_ping(ws)))
+            .map(|(ws, session)| session.view(runner::last_ping(&self.state, ws)))
             .collect();
-        let next = self.with_hub(config, |hub| {
-            hub.next_deadline(&sockets, now_ms())
-                .map_err(hub::HubError::from)
+        let timers = self.with_hub(config, |hub| {
+            hub.timers(&sockets, now_ms()).map_err(hub::HubError::from)
         })?;
-        let next = next.into_iter().chain(self.stats.deadline()).min();
-        self.set_alarm(next).await.map_err(internal_error)
+        let moved = runner::schedule(&self.state, &self.alarm, &self.stats, timers)
+            .await
+            .map_err(internal_error)?;
+        if let (true, Some(at)) = (moved, self.alarm.set_for()) {
+            // Kept beside the data so that the alarm can report how late it ran.
+            if let Ok(inbox) = self.inbox() {
+                inbox.record_alarm(at);
+            }
+        }
+        Ok(())
     }
 
     /// Sends the stats report if one is due (see [`ObjectStats::tick`]).
@@ -416,31 +393,6 @@ impl UserHub {
         attached(&self.state)
     }
 
-    /// When the runtime last answered a `ping` on `ws` for us (ms), which it does without
-    /// waking the object. workers-rs does not bind `getWebSocketAutoResponseTimestamp`,
-    /// so it is called through JavaScript reflection.
-    fn last_ping(&self, ws: &WebSocket) -> Option<u64> {
-        let state: &JsValue = self.state.as_raw().as_ref();
-        let method = Reflect::get(state, &"getWebSocketAutoResponseTimestamp".into()).ok()?;
-        let socket: &JsValue = AsRef::<worker::web_sys::WebSocket>::as_ref(ws).as_ref();
-        let at = method
-            .dyn_into::<Function>()
-            .ok()?
-            .call1(state, socket)
-            .ok()?;
-        at.dyn_into::<JsDate>().ok().map(|d| d.get_time() as u64)
-    }
-
-    async fn set_alarm(&self, next: Option<u64>) -> Result<()> {
-        if let (true, Some(at)) = (self.alarm.set(&self.state, next).await?, next) {
-            // Kept beside the data so that the alarm can report how late it ran.
-            if let Ok(inbox) = self.inbox() {
-                inbox.record_alarm(at);
-            }
-        }
-        Ok(())
-    }
-
     /// Carries out effects for an event that arrived on `origin`'s socket, if any.
     fn apply(&self, origin: Option<(&WebSocket, &Session)>, effects: Vec<Effect>) {
         for effect in effects {
@@ -459,18 +411,14 @@ impl UserHub {
                     Ok(())
                 }
                 (Effect::Reply(frame), Some((ws, _))) => {
-                    let sent = ws.send_with_str(frame.to_json());
-                    self.stats
-                        .sent(&self.state, stats::items(&frame), Sends::one(sent.is_ok()));
-                    sent
+                    runner::send(&self.state, &self.stats, ws, &frame)
                 }
                 (Effect::Close { code, reason }, Some((ws, session))) => {
                     log::event(
                         "close",
                         json!({ "user": session.user, "session": session.id, "code": code.code(), "reason": reason }),
                     );
-                    ws.send_with_str(ServerFrame::error("closing", reason.as_str()).to_json())
-                        .and_then(|()| ws.close(Some(code.code()), Some(reason)))
+                    runner::close(ws, code, &reason)
                 }
                 (Effect::Reply(_) | Effect::Close { .. }, None) => Ok(()),
             };
