@@ -17,6 +17,11 @@ export interface Notification {
   priority?: Priority;
   actor?: string;
   room?: string;
+  /**
+   * On room history items: who put it there, a producer over HTTPS (`notification`
+   * frames) or a member's socket (`message` frames). Replays carry it too.
+   */
+  source?: "producer" | "member";
   /** Milliseconds since the epoch. */
   created_at: number;
   expires_at?: number;
