@@ -129,6 +129,25 @@ impl ServerFrame {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server frames always serialize")
     }
+
+    /// The answer to a binary frame on any socket: Herald speaks JSON text only.
+    pub fn binary_refused() -> Self {
+        Self::error(
+            "bad_frame",
+            "binary frames are not supported; send JSON text",
+        )
+    }
+}
+
+/// Parses a client's text frame (a user's [`ClientFrame`] or a room member's), or answers
+/// the `bad_frame` error the socket gets instead; the socket stays open either way.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Box<ServerFrame>> {
+    serde_json::from_str(text).map_err(|e| {
+        Box::new(ServerFrame::error(
+            "bad_frame",
+            format!("not a frame this server understands: {e}"),
+        ))
+    })
 }
 
 /// Which items a `read` marks: exactly one of the three.

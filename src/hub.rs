@@ -567,14 +567,9 @@ impl<I: Inbox> Hub<'_, I> {
         if let Some(close) = self.admit(session, text.len(), now_ms) {
             return vec![close];
         }
-        let frame = match serde_json::from_str::<ClientFrame>(text) {
+        let frame = match crate::frame::parse::<ClientFrame>(text) {
             Ok(frame) => frame,
-            Err(e) => {
-                return vec![Effect::Reply(ServerFrame::error(
-                    "bad_frame",
-                    format!("not a frame this server understands: {e}"),
-                ))]
-            }
+            Err(refusal) => return vec![Effect::Reply(*refusal)],
         };
         let outcome = match frame {
             ClientFrame::Ping => Ok(vec![Effect::Reply(ServerFrame::Pong)]),
@@ -600,10 +595,7 @@ impl<I: Inbox> Hub<'_, I> {
         if let Some(close) = self.admit(session, len, now_ms) {
             return vec![close];
         }
-        vec![Effect::Reply(ServerFrame::error(
-            "bad_frame",
-            "binary frames are not supported; send JSON text",
-        ))]
+        vec![Effect::Reply(ServerFrame::binary_refused())]
     }
 
     /// Size and rate checks every client frame passes before it is looked at.

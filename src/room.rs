@@ -591,23 +591,15 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
         if let Some(closing) = member.admit(self.limits, len, now_ms) {
             return vec![close(member, closing)];
         }
-        vec![Effect::Reply(ServerFrame::error(
-            "bad_frame",
-            "binary frames are not supported; send JSON text",
-        ))]
+        vec![Effect::Reply(ServerFrame::binary_refused())]
     }
 
     /// One admitted frame from a member, wherever its socket lives. Replies go to that
     /// socket; everything for the room is fanned out.
     pub fn frame(&mut self, member: &Member, text: &str, now_ms: u64) -> Vec<Effect> {
-        let frame = match serde_json::from_str::<RoomFrame>(text) {
+        let frame = match crate::frame::parse::<RoomFrame>(text) {
             Ok(frame) => frame,
-            Err(e) => {
-                return vec![Effect::Reply(ServerFrame::error(
-                    "bad_frame",
-                    format!("not a frame this server understands: {e}"),
-                ))]
-            }
+            Err(refusal) => return vec![Effect::Reply(*refusal)],
         };
         let outcome = match frame {
             RoomFrame::Ping => Ok(vec![Effect::Reply(ServerFrame::Pong)]),

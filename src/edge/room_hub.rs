@@ -207,14 +207,7 @@ impl DurableObject for RoomHub {
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
         let member = ws.deserialize_attachment::<Member>().ok().flatten();
-        log::event(
-            "error",
-            json!({
-                "user": member.as_ref().map(|m| &m.user),
-                "session": member.as_ref().map(|m| &m.id),
-                "message": error.to_string(),
-            }),
-        );
+        runner::socket_error(member.as_ref().map(|m| (&m.user, &m.id)), &error);
         Ok(())
     }
 }
@@ -411,11 +404,7 @@ impl RoomHub {
         message: WebSocketIncomingMessage,
     ) -> std::result::Result<Vec<Effect>, ApiError> {
         let WebSocketIncomingMessage::String(text) = message else {
-            let reply = ServerFrame::error(
-                "bad_frame",
-                "binary frames are not supported; send JSON text",
-            );
-            return Ok(vec![Effect::Reply(reply)]);
+            return Ok(vec![Effect::Reply(ServerFrame::binary_refused())]);
         };
         let event = ShardEvent {
             member: member.clone(),
@@ -486,17 +475,16 @@ impl RoomHub {
         let event: ShardEvent = req.json().await.map_err(internal_error)?;
         let effects =
             self.with_room(|room| Ok(room.frame(&event.member, &event.text, now_ms())))?;
-        let (replies, rest): (Vec<Effect>, Vec<Effect>) = effects
-            .into_iter()
-            .partition(|e| matches!(e, Effect::Reply(_)));
+        // Replies travel back to the shard's socket; the rest is the room's to carry out.
+        let mut replies = Vec::new();
+        let mut rest = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::Reply(frame) => replies.push(frame),
+                other => rest.push(other),
+            }
+        }
         self.execute(None, rest).await?;
-        let replies: Vec<ServerFrame> = replies
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Reply(frame) => Some(frame),
-                _ => None,
-            })
-            .collect();
         Response::from_json(&replies).map_err(internal_error)
     }
 

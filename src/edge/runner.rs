@@ -83,6 +83,18 @@ pub(crate) fn close(ws: &WebSocket, code: CloseCode, reason: &str) -> Result<()>
         .and_then(|()| ws.close(Some(code.code()), Some(reason)))
 }
 
+/// Logs a socket's error event with whose socket it was (user, session), if known.
+pub(crate) fn socket_error(owner: Option<(&String, &String)>, error: &worker::Error) {
+    log::event(
+        "error",
+        json!({
+            "user": owner.map(|(user, _)| user),
+            "session": owner.map(|(_, session)| session),
+            "message": error.to_string(),
+        }),
+    );
+}
+
 /// Finishes a closing handshake the peer started; it may already be gone, and nothing
 /// is lost if this fails.
 pub(crate) fn finish_close(ws: &WebSocket, code: usize) {

@@ -164,14 +164,7 @@ impl DurableObject for UserHub {
 
     async fn websocket_error(&self, ws: WebSocket, error: worker::Error) -> Result<()> {
         let session = ws.deserialize_attachment::<Session>().ok().flatten();
-        log::event(
-            "error",
-            json!({
-                "user": session.as_ref().map(|s| &s.user),
-                "session": session.as_ref().map(|s| &s.id),
-                "message": error.to_string(),
-            }),
-        );
+        runner::socket_error(session.as_ref().map(|s| (&s.user, &s.id)), &error);
         Ok(())
     }
 }
