@@ -43,6 +43,17 @@ function keepAlive(client, everyMs = 500) {
   return client;
 }
 
+/**
+ * One heartbeat, then silence: what a client whose network or tab went quiet looks like.
+ * The one `ping` matters for the test only: workerd completes the close handshake of a
+ * socket that never sent a frame (the client gets the close frame) but keeps its TCP
+ * connection open until the client gives up, so `close` would fire 30 s late.
+ */
+function goSilent(client) {
+  client.send("ping");
+  return client;
+}
+
 /** Closes whatever is still open, ignoring sockets that are already gone. */
 async function closeAll(clients) {
   await Promise.all(
@@ -111,15 +122,13 @@ test("rule 1: a room socket whose token expires is closed with 4001", async (t) 
 
 // Rule 1 (idleness, alone): with IDLE_TIMEOUT_MS=3000 the only socket of a room, which sends
 // nothing at all, is closed with 1001 (`idle`).
-// Open: the room object logs the 1001 `idle` close for the session, but the client does
-// not see the socket close; to be fixed before the room-core issue is resolved.
-test.todo("rule 1: a lone silent room socket is closed with 1001 after IDLE_TIMEOUT_MS", async (t) => {
+test("rule 1: a lone silent room socket is closed with 1001 after IDLE_TIMEOUT_MS", async (t) => {
   const IDLE_MS = 3000;
   const herald = await startHerald({ bindings: { IDLE_TIMEOUT_MS: String(IDLE_MS) } });
   const sockets = [];
   try {
     const opened = Date.now();
-    const silent = await join(herald, "project:alone", "lonely-lee");
+    const silent = goSilent(await join(herald, "project:alone", "lonely-lee"));
     sockets.push(silent);
     const closed = await within(silent.closed, IDLE_MS + 9000, `silent room socket not closed; frames ${JSON.stringify(silent.frames)}`);
     assert.equal(closed.code, 1001);
@@ -134,15 +143,13 @@ test.todo("rule 1: a lone silent room socket is closed with 1001 after IDLE_TIME
 
 // Rule 1 (idleness): with IDLE_TIMEOUT_MS=3000 a room socket that sends nothing is closed
 // with 1001, while one answering the heartbeat stays open and served.
-// Open: the room object logs the 1001 `idle` close for the session, but the client does
-// not see the socket close; to be fixed before the room-core issue is resolved.
-test.todo("rule 1: a silent room socket is closed with 1001 after IDLE_TIMEOUT_MS while a pinging one in the same room survives", async (t) => {
+test("rule 1: a silent room socket is closed with 1001 after IDLE_TIMEOUT_MS while a pinging one in the same room survives", async (t) => {
   const IDLE_MS = 3000;
   const herald = await startHerald({ bindings: { IDLE_TIMEOUT_MS: String(IDLE_MS) } });
   const sockets = [];
   try {
     const opened = Date.now();
-    const silent = await join(herald, "project:1", "silent-sid");
+    const silent = goSilent(await join(herald, "project:1", "silent-sid"));
     sockets.push(silent);
     const pinging = keepAlive(await join(herald, "project:1", "pinging-pia"));
     sockets.push(pinging);
