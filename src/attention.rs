@@ -5,6 +5,7 @@
 //! Pure rules over a `now` in milliseconds; quiet hours are evaluated in the user's IANA
 //! time zone with the tz database compiled in, so daylight-saving changes are exact.
 //! Nothing here stores or sends anything.
+#![warn(missing_docs)]
 
 use chrono::{Duration, NaiveTime, TimeZone, Timelike};
 use chrono_tz::Tz;
@@ -39,6 +40,7 @@ pub struct Preferences {
     pub batch_window_ms: u64,
     /// Focus mode is on until this time (ms since the epoch); `None` is off.
     pub focus_until: Option<u64>,
+    /// A daily period in which only urgent items are pushed; the rest wait until it ends.
     pub quiet_hours: Option<QuietHours>,
     /// Events stored but never pushed live.
     pub muted_events: Vec<String>,

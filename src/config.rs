@@ -4,6 +4,7 @@
 //! this module never touches the runtime and a test can build any configuration it likes.
 //! A var that is present but unparsable is an error, not a silent default: a typo in a
 //! limit must not quietly lift it.
+#![warn(missing_docs)]
 
 use thiserror::Error;
 
@@ -90,10 +91,17 @@ pub struct Config {
     pub limits: Limits,
 }
 
+/// Why the deployment's vars could not be read; the Worker refuses to run on them.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A limit is set but is not a whole number above zero.
     #[error("{name} must be a positive whole number, got {value:?}")]
-    NotANumber { name: &'static str, value: String },
+    NotANumber {
+        /// The var, as named in `wrangler.toml`.
+        name: &'static str,
+        /// What it was set to.
+        value: String,
+    },
 }
 
 impl Limits {

@@ -5,6 +5,7 @@
 //! sends. When publishes arrive faster than one fan-out finishes, sending each on its own
 //! falls behind; packing what queued up into one `batch` frame (reason `burst`) pays that
 //! cost once for many. A quiet room sends every frame at once. Pure rules over `now`.
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
@@ -28,12 +29,15 @@ pub const GATHER_MS: u64 = 10;
 /// A frame for every socket of a room but `except` (the sender of a typing notice, say).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
+    /// What every addressed socket gets.
     pub frame: ServerFrame,
+    /// The session of the one socket left out; `None` reaches every socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub except: Option<String>,
 }
 
 impl Outgoing {
+    /// `frame` for every socket of the room.
     pub fn to_all(frame: ServerFrame) -> Self {
         Self {
             frame,
@@ -41,6 +45,7 @@ impl Outgoing {
         }
     }
 
+    /// `frame` for every socket but `session`'s, whose own action it announces.
     pub fn to_others(frame: ServerFrame, session: &str) -> Self {
         Self {
             frame,

@@ -9,6 +9,7 @@
 //! reused; a resume replays everything after the cursor or says `reset`, never a silent
 //! gap; unread counts are computed from the stored log, in the same object that stores
 //! and fans out, so devices cannot disagree; retention keeps the log bounded.
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -102,9 +103,12 @@ impl Session {
 /// A device arriving: who it is and what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Arrival {
+    /// The user from the verified token.
     pub user: String,
     /// Connection id, unique per socket.
     pub session_id: String,
+    /// The client's own name for the device (`?device=`), if it gave one; acks are kept
+    /// under it so that they outlive the connection.
     pub device: Option<String>,
     /// Resume after this seq.
     pub since: Option<Seq>,
@@ -120,7 +124,9 @@ pub enum Effect {
     /// Send held `items` to every open socket as one `batch`, less those each socket
     /// already had in a replay ([`Session::unseen`]); a socket left with none gets nothing.
     Release {
+        /// Why they were held: the batch window closed, or focus or quiet hours ended.
         reason: BatchReason,
+        /// The released notifications, oldest first.
         items: Vec<Notification>,
     },
     /// Retention removed this many unread items before any device read them: count them
@@ -129,7 +135,12 @@ pub enum Effect {
     /// Send to the socket the event came from.
     Reply(ServerFrame),
     /// Close the socket the event came from.
-    Close { code: CloseCode, reason: String },
+    Close {
+        /// Tells the client whether and how to reconnect.
+        code: CloseCode,
+        /// Close reason text, for a developer reading it.
+        reason: String,
+    },
 }
 
 /// The hub's answer to a device connecting.
@@ -137,11 +148,18 @@ pub enum Effect {
 pub enum Admission {
     /// Attach `session` to the socket and send `frames` (welcome, then any replay).
     Welcome {
+        /// The new socket's state, for its attachment.
         session: Session,
+        /// What the socket gets first, in order.
         frames: Vec<ServerFrame>,
     },
     /// Send `frame`, then close with `code`.
-    Refused { code: CloseCode, frame: ServerFrame },
+    Refused {
+        /// Why the socket is closed, for the client's reconnect logic.
+        code: CloseCode,
+        /// The error frame that says why, in words.
+        frame: ServerFrame,
+    },
 }
 
 /// Why a request to the hub failed.
@@ -149,10 +167,16 @@ pub enum Admission {
 pub enum HubError {
     /// The client asked for something invalid; nothing changed. `code` is stable.
     #[error("{message}")]
-    Invalid { code: &'static str, message: String },
+    Invalid {
+        /// Stable code clients can branch on.
+        code: &'static str,
+        /// What was wrong, for a developer reading it.
+        message: String,
+    },
     /// No such notification for this user.
     #[error("no such notification")]
     NotFound,
+    /// The inbox could not be read or written; the client may retry.
     #[error(transparent)]
     Storage(#[from] InboxError),
 }
@@ -180,12 +204,15 @@ impl HubError {
 pub struct ReadOutcome {
     /// Ids newly marked read, in seq order.
     pub read: Vec<String>,
+    /// Unread items left after the read, the count every device is now told.
     pub unread_count: u64,
 }
 
 /// One user's hub, borrowed over its storage for the length of one event.
 pub struct Hub<'a, I: Inbox> {
+    /// The user's stored log, the only state the hub keeps beyond the sessions.
     pub inbox: &'a mut I,
+    /// The bounds the hub enforces (devices, page sizes, retention).
     pub limits: &'a Limits,
 }
 

@@ -9,6 +9,7 @@
 //! Sequence numbers are never reused: `latest_seq` is kept apart from the rows, so deleting
 //! or pruning items cannot make a number come back. `pruned_through` records how far
 //! retention has cut the log, which is how a resume tells an honest gap from a silent one.
+#![warn(missing_docs)]
 
 use std::collections::BTreeMap;
 
@@ -53,9 +54,13 @@ pub struct Prune {
 /// computes its one alarm.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Horizon {
+    /// When the oldest stored item was created; the age bound removes it.
     pub oldest_item_at: Option<u64>,
+    /// The soonest TTL end among stored items.
     pub earliest_expiry: Option<u64>,
+    /// When the oldest idempotency key was remembered; the idempotency window forgets it.
     pub oldest_key_at: Option<u64>,
+    /// When the least recently updated device ack was written; the age bound removes it.
     pub oldest_ack_at: Option<u64>,
 }
 
@@ -68,8 +73,10 @@ pub enum Hold {
     Attention,
 }
 
+/// Why the inbox could not be read or written.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum InboxError {
+    /// The store underneath (SQLite in the Durable Object) failed, with its message.
     #[error("inbox storage failed: {0}")]
     Storage(String),
 }
@@ -115,6 +122,7 @@ pub trait Inbox {
     fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError>;
     /// The user's preferences (the defaults until any are set).
     fn preferences(&self) -> Result<Preferences, InboxError>;
+    /// Replaces the user's preferences.
     fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError>;
     /// Marks the items `seqs` as held for `hold`, or releases them with `None`.
     fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError>;
@@ -122,13 +130,16 @@ pub trait Inbox {
     fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError>;
     /// When the open batch window closes, if one is open.
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError>;
+    /// Records when the open batch window closes; `None` once it has closed.
     fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError>;
 }
 
 /// Which items a read marks, after the hub has resolved ids to seqs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadTarget<'a> {
+    /// Exactly these items (a `read` naming ids).
     Seqs(&'a [Seq]),
+    /// Every item up to and including this seq (`up_to_seq`, or `all`).
     Through(Seq),
 }
 

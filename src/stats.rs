@@ -14,6 +14,7 @@
 //! increment and nothing else, and no object is kept awake by a timer.
 //!
 //! Pure: no clock (callers pass `now`), no IO, no runtime.
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +39,7 @@ impl Kind {
         }
     }
 
+    /// The kind a stored report names; `None` for a name this version does not know.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "user_hub" => Some(Kind::UserHub),
@@ -67,11 +69,13 @@ pub struct Counters {
 /// What an object sends to the stats object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// Which totals the report's figures go into.
     pub kind: Kind,
     /// The object's id (not a user or room name: the stats store holds no identities).
     pub object: String,
     /// When the object took the figures (ms since the epoch, the object's clock).
     pub at: u64,
+    /// The object's figures at `at`.
     pub counters: Counters,
 }
 
@@ -106,16 +110,22 @@ pub fn merge(kept: Option<&Report>, incoming: Report) -> Report {
 pub struct Totals {
     /// Objects that have reported since the stats store began.
     pub objects: u64,
+    /// Sockets open, as of each object's last report.
     pub connections: u64,
+    /// Sum of [`Counters::stored`].
     pub stored: u64,
+    /// Sum of [`Counters::delivered`].
     pub delivered: u64,
+    /// Sum of [`Counters::dropped`].
     pub dropped: u64,
 }
 
 /// The body of `GET /v1/stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Totals over every user's hub.
     pub user_hubs: Totals,
+    /// Totals over every room object, shards included.
     pub rooms: Totals,
     /// When the stats object answered (ms since the epoch). Figures are as of each
     /// object's last report, at most `STATS_REPORT_MS` behind while it is active.
@@ -136,7 +146,9 @@ impl Summary {
 /// stored, are read when reporting).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
+    /// See [`Counters::delivered`].
     pub delivered: u64,
+    /// See [`Counters::dropped`].
     pub dropped: u64,
 }
 
@@ -152,7 +164,9 @@ impl Tally {
 /// The outcome of writing one frame to a set of sockets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sends {
+    /// Sockets the frame was written to.
     pub sent: u64,
+    /// Sockets that were closing, so the frame was lost for them.
     pub failed: u64,
 }
 
@@ -202,6 +216,8 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// A throttle for an object just created or woken, allowing one report per
+    /// `interval_ms`; its first change reports at once.
     pub fn new(interval_ms: u64) -> Self {
         Self {
             interval_ms,
