@@ -413,6 +413,28 @@ pub fn authorize_admin(
     }
 }
 
+/// A producer's credential: the producer key, or a user token with the `publish` scope,
+/// which `verify` checks. Something with a JWT's three parts is judged as a token, so a
+/// bad token is told apart from a mistyped key.
+pub fn authorize_producer<E: From<AuthError>>(
+    authorization: Option<&str>,
+    publish_key: &str,
+    verify: impl FnOnce(&str) -> Result<Claims, E>,
+) -> Result<(), E> {
+    let presented = bearer(authorization).ok_or(AuthError::MissingToken)?;
+    if publish_key_matches(presented, publish_key) {
+        return Ok(());
+    }
+    if presented.split('.').count() != 3 {
+        return Err(AuthError::BadPublishKey.into());
+    }
+    if verify(presented)?.has_scope("publish") {
+        Ok(())
+    } else {
+        Err(AuthError::MissingScope("publish").into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +474,44 @@ mod tests {
         assert!(!publish_key_matches("k-124", "k-123"));
         assert!(!publish_key_matches("k-12", "k-123"));
         assert!(!publish_key_matches("", ""));
+    }
+
+    #[test]
+    fn a_producer_is_the_key_or_a_token_with_the_publish_scope() {
+        let claims = |scope: &[&str]| Claims {
+            sub: "alice".into(),
+            rooms: Vec::new(),
+            scope: scope.iter().map(|s| s.to_string()).collect(),
+            exp: 0,
+        };
+        let verify_as =
+            |scope: &'static [&'static str]| move |_: &str| Ok::<_, AuthError>(claims(scope));
+        let no_token = |_: &str| -> Result<Claims, AuthError> { panic!("not a token") };
+        assert_eq!(
+            authorize_producer(Some("Bearer k-1"), "k-1", no_token),
+            Ok(())
+        );
+        assert_eq!(
+            authorize_producer(Some("Bearer k-2"), "k-1", no_token),
+            Err(AuthError::BadPublishKey)
+        );
+        assert_eq!(
+            authorize_producer(None, "k-1", no_token),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            authorize_producer(Some("Bearer a.b.c"), "k-1", verify_as(&["publish"])),
+            Ok(())
+        );
+        assert_eq!(
+            authorize_producer(Some("Bearer a.b.c"), "k-1", verify_as(&["rooms:write"])),
+            Err(AuthError::MissingScope("publish"))
+        );
+        let bad = |_: &str| Err::<Claims, _>(AuthError::BadSignature);
+        assert_eq!(
+            authorize_producer(Some("Bearer a.b.c"), "", bad),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! Core modules return their own `thiserror` enums; the `From` impls here are the only
 //! place that decides which status each of them deserves.
+#![warn(missing_docs)]
 
 use serde::Serialize;
 
@@ -34,6 +35,7 @@ struct Inner<'a> {
 }
 
 impl ApiError {
+    /// An answer with the caller's status and code, for failures no `From` impl covers.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -53,6 +55,7 @@ impl ApiError {
         serde_json::to_string(&body).expect("error bodies always serialize")
     }
 
+    /// 426: a plain HTTP request reached a route that only takes WebSocket upgrades.
     pub fn upgrade_required() -> Self {
         Self::new(
             426,
@@ -61,6 +64,7 @@ impl ApiError {
         )
     }
 
+    /// 403: a browser request from an origin not in `ALLOWED_ORIGINS`.
     pub fn origin_not_allowed() -> Self {
         Self::new(
             403,
@@ -69,10 +73,22 @@ impl ApiError {
         )
     }
 
+    /// 403: the token's `rooms` claim does not grant the room asked for.
+    pub fn room_not_granted() -> Self {
+        Self::new(
+            403,
+            "room_not_granted",
+            "the token does not grant this room",
+        )
+    }
+
+    /// 500: a fault on Herald's side (missing configuration, a broken invariant), not
+    /// something the client can fix.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "internal", message)
     }
 
+    /// 503: a Durable Object or its storage failed; the client may retry.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "unavailable", message)
     }

@@ -232,4 +232,30 @@ impl CloseCode {
     pub fn code(self) -> u16 {
         self as u16
     }
+
+    /// The code to finish a closing handshake the peer started with `code`: its own, but
+    /// 1005/1006 describe a missing close frame and may not be sent back (nor may other
+    /// reserved codes), so those get a plain 1000.
+    pub fn reply_to(code: usize) -> u16 {
+        match code {
+            1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
+            _ => Self::Normal.code(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_close_is_echoed_unless_its_code_may_not_be_sent() {
+        assert_eq!(CloseCode::reply_to(1000), 1000);
+        assert_eq!(CloseCode::reply_to(4001), 4001);
+        // "No status" and "abnormal closure" only describe a close; they are never sent.
+        assert_eq!(CloseCode::reply_to(1005), 1000);
+        assert_eq!(CloseCode::reply_to(1006), 1000);
+        assert_eq!(CloseCode::reply_to(1015), 1000);
+        assert_eq!(CloseCode::reply_to(5000), 1000);
+    }
 }

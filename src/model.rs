@@ -190,6 +190,23 @@ pub fn valid_name(name: &str, max: usize) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 
+/// What a valid name of at most `max` characters is, as error messages say it.
+pub fn name_rule(max: usize) -> String {
+    format!("1 to {max} letters, digits or . _ : -")
+}
+
+/// `value` as the name in `field` (a room, a device), or the error saying what one is.
+pub fn check_name<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str, InputError> {
+    if valid_name(value, max) {
+        Ok(value)
+    } else {
+        Err(InputError::Field {
+            field: field.to_owned(),
+            message: name_rule(max),
+        })
+    }
+}
+
 /// A room name, e.g. `project:42`.
 pub fn valid_room(name: &str) -> bool {
     valid_name(name, MAX_ROOM_LEN)
@@ -233,5 +250,18 @@ mod tests {
         assert!(!valid_device("my phone"));
         assert!(valid_event("task.updated"));
         assert!(!valid_event("task/updated"));
+    }
+
+    #[test]
+    fn a_bad_name_is_a_field_error_saying_what_a_name_is() {
+        assert_eq!(
+            check_name("room", "project:1", MAX_ROOM_LEN),
+            Ok("project:1")
+        );
+        let error = check_name("device", "my phone", MAX_DEVICE_LEN).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "device: 1 to 64 letters, digits or . _ : -"
+        );
     }
 }

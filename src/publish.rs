@@ -1,4 +1,5 @@
-//! A producer's publish request: parsing, validation, and grouping by recipient.
+//! A producer's publish request: parsing, validation, grouping by recipient and by room,
+//! the drafts filed in room members' inboxes, and the 202's body.
 //!
 //! Validation is done by hand on a `serde_json::Value` rather than by derived
 //! deserialization so that every error names the offending field by its path
@@ -7,12 +8,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::config::Limits;
 use crate::model::{
-    valid_event, valid_room, valid_user_id, Draft, InputError, Priority, MAX_BODY_LEN,
-    MAX_EVENT_LEN, MAX_TITLE_LEN,
+    name_rule, valid_event, valid_room, valid_user_id, Draft, InputError, Priority, Receipt,
+    MAX_BODY_LEN, MAX_EVENT_LEN, MAX_ROOM_LEN, MAX_TITLE_LEN,
 };
 
 /// Longest `actor`, in characters.
@@ -161,6 +162,85 @@ impl PublishRequest {
         }
         groups
     }
+
+    /// The room messages by room, in publish order: one call to each room stores all of
+    /// that room's messages in order.
+    pub fn by_room(&self) -> Vec<(&str, Vec<&Message>)> {
+        let mut groups: Vec<(&str, Vec<&Message>)> = Vec::new();
+        for message in &self.messages {
+            let Some(room) = message.room.as_deref() else {
+                continue;
+            };
+            match groups.iter_mut().find(|(r, _)| *r == room) {
+                Some((_, list)) => list.push(message),
+                None => groups.push((room, vec![message])),
+            }
+        }
+        groups
+    }
+
+    /// The 202's body: per message, its id and each recipient's seq (or the room's seq
+    /// and how many members it was filed for), a batch as `{"messages":[…]}` in request
+    /// order. `None` when a receipt is missing: an object did not store every message.
+    pub fn answer(&self, receipts: &Receipts<'_>) -> Option<Value> {
+        let mut results = Vec::with_capacity(self.messages.len());
+        for m in &self.messages {
+            let id = m.draft.id.as_str();
+            if let Some(room) = &m.room {
+                let (receipt, filed) = receipts.rooms.get(id)?;
+                let mut result = json!({ "id": receipt.id, "room": room, "seq": receipt.seq });
+                if receipt.duplicate {
+                    result["duplicate"] = true.into();
+                }
+                if m.inbox {
+                    result["inbox"] = json!({ "members": filed });
+                }
+                results.push(result);
+                continue;
+            }
+            let mut first_id = None;
+            let mut recipients = Vec::with_capacity(m.recipients.len());
+            for user in &m.recipients {
+                let receipt = receipts.users.get(&(id, user.as_str()))?;
+                // A repeated idempotency key answers with the id first stored.
+                first_id.get_or_insert_with(|| receipt.id.clone());
+                let mut recipient = json!({ "user": user, "seq": receipt.seq });
+                if receipt.duplicate {
+                    recipient["duplicate"] = true.into();
+                }
+                recipients.push(recipient);
+            }
+            results.push(json!({ "id": first_id, "recipients": recipients }));
+        }
+        if self.batch {
+            Some(json!({ "messages": results }))
+        } else {
+            results.into_iter().next()
+        }
+    }
+}
+
+impl Message {
+    /// The draft filed in a member's inbox for this `inbox:true` room message, which the
+    /// room stored as `stored`. It is keyed by the room's id for the message, so a retry
+    /// (of this request, or the producer's with its idempotency key) files it once.
+    pub fn filing(&self, room: &str, stored: &Receipt) -> Draft {
+        Draft {
+            id: stored.id.clone(),
+            idempotency_key: Some(format!("room:{room}:{}", stored.id)),
+            ..self.draft.clone()
+        }
+    }
+}
+
+/// What storing a request answered, by draft id: each room message's receipt with how
+/// many members it was filed for, and each user message's receipt per recipient.
+#[derive(Debug, Default)]
+pub struct Receipts<'a> {
+    /// Room messages: the room's receipt and the members it was filed for.
+    pub rooms: HashMap<&'a str, (Receipt, usize)>,
+    /// User messages: the receipt of each (draft id, recipient).
+    pub users: HashMap<(&'a str, &'a str), Receipt>,
 }
 
 fn parse_message(
@@ -198,7 +278,7 @@ fn parse_message(
         Some(_) => {
             return Err(field_error(
                 format!("{path}event"),
-                format!("must be 1 to {MAX_EVENT_LEN} characters of letters, digits and . _ : -"),
+                name_rule(MAX_EVENT_LEN),
             ))
         }
         None => return Err(field_error(format!("{path}event"), "required")),
@@ -273,7 +353,7 @@ fn parse_target(
         }
         (None, Some(_)) => Err(field_error(
             format!("{field}.room"),
-            "must be a room name: 1 to 128 letters, digits or . _ : -",
+            name_rule(MAX_ROOM_LEN),
         )),
         (users, None) => Ok((parse_users(users, &field, limits)?, None)),
     }

@@ -55,6 +55,22 @@ pub enum RouteError {
     MethodNotAllowed { allowed: String },
 }
 
+impl RouteError {
+    /// The `Allow` header of a 405, as RFC 9110 asks: the route's methods, `HEAD`
+    /// wherever `GET` is, and `OPTIONS` (the CORS preflight) everywhere.
+    pub fn allow(&self) -> Option<String> {
+        let Self::MethodNotAllowed { allowed } = self else {
+            return None;
+        };
+        let mut methods: Vec<&str> = allowed.split(", ").collect();
+        if methods.contains(&"GET") {
+            methods.push("HEAD");
+        }
+        methods.push("OPTIONS");
+        Some(methods.join(", "))
+    }
+}
+
 /// Every path with a method it accepts (preflights aside); a path may appear once per
 /// method. A segment written `{id}` matches any one non-empty segment; exact paths are
 /// tried first.
@@ -219,5 +235,19 @@ mod tests {
                 allowed: "POST".into()
             })
         );
+    }
+
+    #[test]
+    fn a_405_allows_head_beside_get_and_options_everywhere() {
+        let allow = |method, path| route(method, path).unwrap_err().allow();
+        assert_eq!(
+            allow("POST", "/v1/preferences").as_deref(),
+            Some("GET, PUT, HEAD, OPTIONS")
+        );
+        assert_eq!(
+            allow("GET", "/v1/publish").as_deref(),
+            Some("POST, OPTIONS")
+        );
+        assert_eq!(RouteError::NotFound.allow(), None);
     }
 }

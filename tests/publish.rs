@@ -2,8 +2,8 @@
 //! about when they get it wrong.
 
 use herald::config::Limits;
-use herald::model::{InputError, Priority};
-use herald::publish::PublishRequest;
+use herald::model::{InputError, Priority, Receipt};
+use herald::publish::{PublishRequest, Receipts};
 use serde_json::{json, Value};
 
 // ---- helpers ------------------------------------------------------------------------
@@ -398,4 +398,103 @@ fn a_key_repeated_in_a_batch_must_name_the_same_recipients() {
         &batch(vec![keyed(&["ann"]), keyed(&["ann", "bob"])]),
         "messages[1].idempotency_key",
     );
+}
+
+// ---- grouping by room, filings and the 202's body -------------------------------------
+
+fn receipt(id: &str, seq: u64, duplicate: bool) -> Receipt {
+    Receipt {
+        id: id.into(),
+        seq,
+        duplicate,
+    }
+}
+
+#[test]
+fn by_room_groups_room_messages_per_room_in_publish_order() {
+    let request = parse(&batch(vec![
+        json!({ "to": { "room": "project:1" }, "event": "A" }),
+        message("B", &["alice"]),
+        json!({ "to": { "room": "project:2" }, "event": "C" }),
+        json!({ "to": { "room": "project:1" }, "event": "D" }),
+    ]))
+    .unwrap();
+    let groups: Vec<(&str, Vec<&str>)> = request
+        .by_room()
+        .into_iter()
+        .map(|(room, ms)| (room, ms.iter().map(|m| m.draft.event.as_str()).collect()))
+        .collect();
+    assert_eq!(
+        groups,
+        [("project:1", vec!["A", "D"]), ("project:2", vec!["C"])]
+    );
+}
+
+#[test]
+fn a_filing_is_keyed_by_the_room_and_the_rooms_id_so_a_retry_files_once() {
+    let request = parse(&json!({ "to": { "room": "project:1" }, "event": "A", "inbox": true, "idempotency_key": "k" })).unwrap();
+    let filed = request.messages[0].filing("project:1", &receipt("msg_9", 4, false));
+    assert_eq!(filed.id, "msg_9");
+    assert_eq!(
+        filed.idempotency_key.as_deref(),
+        Some("room:project:1:msg_9")
+    );
+    assert_eq!(filed.event, "A");
+}
+
+#[test]
+fn the_answer_to_one_message_lists_each_recipients_seq_under_the_first_stored_id() {
+    let request = parse(&message("e", &["alice", "bob"])).unwrap();
+    let mut receipts = Receipts::default();
+    receipts
+        .users
+        .insert(("ntf_1", "alice"), receipt("ntf_0", 3, true));
+    receipts
+        .users
+        .insert(("ntf_1", "bob"), receipt("ntf_1", 7, false));
+    assert_eq!(
+        request.answer(&receipts),
+        Some(json!({ "id": "ntf_0", "recipients": [
+            { "user": "alice", "seq": 3, "duplicate": true },
+            { "user": "bob", "seq": 7 },
+        ]}))
+    );
+}
+
+#[test]
+fn the_answer_to_a_batch_keeps_request_order_and_says_where_room_messages_were_filed() {
+    let request = parse(&batch(vec![
+        json!({ "to": { "room": "project:1" }, "event": "A", "inbox": true }),
+        message("B", &["alice"]),
+        json!({ "to": { "room": "project:1" }, "event": "C" }),
+    ]))
+    .unwrap();
+    let mut receipts = Receipts::default();
+    receipts
+        .rooms
+        .insert("ntf_1", (receipt("msg_a", 1, false), 12));
+    receipts
+        .rooms
+        .insert("ntf_3", (receipt("msg_c", 2, true), 0));
+    receipts
+        .users
+        .insert(("ntf_2", "alice"), receipt("ntf_2", 5, false));
+    assert_eq!(
+        request.answer(&receipts),
+        Some(json!({ "messages": [
+            { "id": "msg_a", "room": "project:1", "seq": 1, "inbox": { "members": 12 } },
+            { "id": "ntf_2", "recipients": [{ "user": "alice", "seq": 5 }] },
+            { "id": "msg_c", "room": "project:1", "seq": 2, "duplicate": true },
+        ]}))
+    );
+}
+
+#[test]
+fn a_missing_receipt_is_no_answer_rather_than_a_partial_one() {
+    let request = parse(&message("e", &["alice", "bob"])).unwrap();
+    let mut receipts = Receipts::default();
+    receipts
+        .users
+        .insert(("ntf_1", "alice"), receipt("ntf_1", 1, false));
+    assert_eq!(request.answer(&receipts), None);
 }

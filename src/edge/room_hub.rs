@@ -15,10 +15,11 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
-    durable_object, Delay, DurableObject, Env, Method, Request, RequestInit, Response, Result,
-    State, Stub, WebSocket, WebSocketIncomingMessage,
+    durable_object, Delay, DurableObject, Env, Headers, Method, Request, Response, Result, State,
+    WebSocket, WebSocketIncomingMessage,
 };
 
+use super::call;
 use super::runner::{self, Alarm};
 use super::sql_inbox::SqlInbox;
 use super::sql_room::RoomSql;
@@ -270,23 +271,12 @@ impl RoomHub {
                 &serde_json::to_string(&member).map_err(internal_error)?,
             )
             .map_err(internal_error)?;
-        let mut init = RequestInit::new();
-        init.with_headers(headers);
-        let forwarded = Request::new_with_init(&format!("{}/connect", internal::HUB_ORIGIN), &init)
-            .map_err(internal_error)?;
-        let answer = shard_stub(&self.env, &member.room, n)?
-            .fetch_with_request(forwarded)
-            .await;
-        match answer {
-            Ok(response) if response.status_code() == 101 => Ok(response),
-            other => {
-                self.with_room(|room| room.close(&member.id, now_ms()))?;
-                match other {
-                    Ok(response) => Ok(response),
-                    Err(e) => Err(ApiError::unavailable(format!("room shard: {e}"))),
-                }
-            }
+        let shard = call::shard_stub(&self.env, &member.room, n)?;
+        let answer = call::call(shard, Method::Get, "/connect", headers, None).await;
+        if !matches!(&answer, Ok(response) if response.status_code() == 101) {
+            self.with_room(|room| room.close(&member.id, now_ms()))?;
         }
+        answer
     }
 
     /// Shard: a socket handed over by the root, attached as the root described it. Its
@@ -570,26 +560,20 @@ impl RoomHub {
             return Ok(());
         }
         let name = self.room_name()?;
-        let body = serde_json::to_string(frames).map_err(internal_error)?;
+        let body = serde_json::to_vec(frames).map_err(internal_error)?;
         let calls = shards.into_iter().map(|n| {
             let body = body.clone();
             let name = name.clone();
             async move {
-                let mut init = RequestInit::new();
-                init.with_method(Method::Post).with_body(Some(body.into()));
-                let req =
-                    Request::new_with_init(&format!("{}/fanout", internal::HUB_ORIGIN), &init)?;
-                shard_stub(&self.env, &name, n)
-                    .map_err(|e| worker::Error::from(e.message))?
-                    .fetch_with_request(req)
-                    .await
+                let shard = call::shard_stub(&self.env, &name, n)?;
+                call::call(shard, Method::Post, "/fanout", Headers::new(), Some(body)).await
             }
         });
         for result in join_all(calls).await {
             if let Err(e) = result {
                 log::event(
                     "error",
-                    json!({ "room": name, "message": format!("fan-out: {e}") }),
+                    json!({ "room": name, "message": format!("fan-out: {}", e.message) }),
                 );
             }
         }
@@ -745,15 +729,9 @@ impl RoomHub {
         path: &str,
         body: &T,
     ) -> std::result::Result<Response, ApiError> {
-        let mut init = RequestInit::new();
-        let text = serde_json::to_string(body).map_err(internal_error)?;
-        init.with_method(Method::Post).with_body(Some(text.into()));
-        let req = Request::new_with_init(&format!("{}{path}", internal::HUB_ORIGIN), &init)
-            .map_err(internal_error)?;
-        let response = root_stub(&self.env, room)?
-            .fetch_with_request(req)
-            .await
-            .map_err(|e| ApiError::unavailable(format!("room root: {e}")))?;
+        let body = serde_json::to_vec(body).map_err(internal_error)?;
+        let root = call::root_stub(&self.env, room)?;
+        let response = call::call(root, Method::Post, path, Headers::new(), Some(body)).await?;
         if response.status_code() != 200 {
             return Err(ApiError::unavailable(format!(
                 "room root answered {}",
@@ -780,16 +758,6 @@ fn log_join(member: &Member) {
         "room_join",
         json!({ "room": member.room, "user": member.user, "session": member.id, "shard": member.shard }),
     );
-}
-
-pub(crate) fn root_stub(env: &Env, room: &str) -> std::result::Result<Stub, ApiError> {
-    env.durable_object("ROOM_HUB")
-        .and_then(|ns| ns.get_by_name(room))
-        .map_err(internal_error)
-}
-
-fn shard_stub(env: &Env, room: &str, n: u64) -> std::result::Result<Stub, ApiError> {
-    root_stub(env, &format!("{room}#{n}"))
 }
 
 fn api_to_worker(e: ApiError) -> worker::Error {

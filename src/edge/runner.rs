@@ -98,7 +98,7 @@ pub(crate) fn socket_error(owner: Option<(&String, &String)>, error: &worker::Er
 /// Finishes a closing handshake the peer started; it may already be gone, and nothing
 /// is lost if this fails.
 pub(crate) fn finish_close(ws: &WebSocket, code: usize) {
-    let _ = ws.close(Some(close_reply(code)), Some("closing"));
+    let _ = ws.close(Some(CloseCode::reply_to(code)), Some("closing"));
 }
 
 /// This object's open socket with session tag `session`, if any.
@@ -180,15 +180,6 @@ pub(crate) fn attached<T: serde::de::DeserializeOwned>(
             Some((ws, attachment))
         })
         .collect()
-}
-
-/// The code to finish a closing handshake with. 1005/1006 describe a missing close frame
-/// and may not be sent back (nor may other reserved codes), so those get a plain 1000.
-pub(crate) fn close_reply(code: usize) -> u16 {
-    match code {
-        1000..=1003 | 1007..=1014 | 3000..=4999 => code as u16,
-        _ => CloseCode::Normal.code(),
-    }
 }
 
 /// Sends `text` to every socket of an object, crossing into JavaScript once: the string
