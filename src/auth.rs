@@ -5,6 +5,7 @@
 //! is checked by `jsonwebtoken` against exactly one algorithm taken from an allow-list, and
 //! the time and audience claims are checked here against a `now` the caller passes in.
 //! The user id only ever comes out of a verified token; nothing here reads it from a URL.
+#![warn(missing_docs)]
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -38,32 +39,48 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Why a caller was turned away. Messages never include the token or key itself.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum AuthError {
+    /// No token in the header, the subprotocol list or the query.
     #[error("no token: send Authorization: Bearer, the bearer.<jwt> subprotocol or ?token=")]
     MissingToken,
+    /// The header or claims do not decode, or a time claim is not a number of seconds.
     #[error("the token is not a well-formed JWT")]
     Malformed,
+    /// Over [`MAX_TOKEN_BYTES`]; refused before anything is parsed.
     #[error("the token is longer than 8192 bytes")]
     TooLong,
+    /// The header's algorithm (named) is not in [`ALLOWED_ALGORITHMS`] or is not the
+    /// one its key is bound to.
     #[error("the token's algorithm {0} is not allowed")]
     AlgorithmNotAllowed(String),
+    /// No key to check it with: no `JWT_SECRET` for HS256, or no `JWT_JWKS` key with the
+    /// token's `kid`.
     #[error("no configured key matches the token")]
     UnknownKey,
+    /// The signature does not match the key.
     #[error("the token's signature does not verify")]
     BadSignature,
+    /// `exp` passed more than [`LEEWAY_S`] ago.
     #[error("the token has expired")]
     Expired,
+    /// `nbf` is more than [`LEEWAY_S`] ahead.
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// No `exp`: a token that never expires is not accepted.
     #[error("the token has no exp claim")]
     MissingExpiry,
+    /// `iss` is not `JWT_ISSUER`.
     #[error("the token's issuer is not accepted")]
     WrongIssuer,
+    /// `aud` does not include `JWT_AUDIENCE`.
     #[error("the token's audience is not accepted")]
     WrongAudience,
+    /// `sub` is missing or not a valid user id.
     #[error("the token's sub must be a non-empty string of at most 128 printable characters")]
     BadSubject,
+    /// A valid token without the scope (named) that the request needs.
     #[error("the token lacks the {0} scope")]
     MissingScope(&'static str),
+    /// A producer credential that is neither `PUBLISH_KEY` nor shaped like a token.
     #[error("the publish key is not valid")]
     BadPublishKey,
 }
@@ -71,10 +88,17 @@ pub enum AuthError {
 /// The configured public keys could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeyError {
+    /// `JWT_JWKS` does not parse as a JWK set; holds the parser's message.
     #[error("JWT_JWKS is not a JWK set: {0}")]
     Jwks(String),
+    /// One key of the set cannot verify tokens.
     #[error("JWT_JWKS key {kid:?} is unusable: {reason}")]
-    Key { kid: String, reason: String },
+    Key {
+        /// The key's `kid`; empty when it has none.
+        kid: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// What a verified token says about its holder.
@@ -91,6 +115,7 @@ pub struct Claims {
 }
 
 impl Claims {
+    /// Whether the token grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.iter().any(|s| s == scope)
     }
@@ -116,6 +141,8 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
+    /// A verifier for the deployment's `JWT_SECRET`, `JWT_JWKS`, `JWT_ISSUER` and
+    /// `JWT_AUDIENCE`; an empty value counts as unset. Fails when the JWK set is unusable.
     pub fn new(
         secret: Option<&str>,
         jwks: Option<&str>,
@@ -328,6 +355,7 @@ fn parse_jwks(json: &str) -> Result<Vec<PublicKey>, KeyError> {
 /// Where an upgrade's token came from, which decides the subprotocol answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpgradeToken {
+    /// The JWT as presented, not yet verified.
     pub token: String,
     /// The client offered `herald.v1`, so the 101 must name it (browsers fail otherwise).
     pub answer_protocol: bool,
@@ -381,8 +409,10 @@ pub enum AdminError {
     /// No `ADMIN_KEY` is configured: the route is off.
     #[error("GET /v1/stats is off: set the ADMIN_KEY secret to turn it on")]
     NotConfigured,
+    /// No `Authorization: Bearer` credential.
     #[error("no bearer credential: send Authorization: Bearer <ADMIN_KEY>")]
     MissingKey,
+    /// A credential that is neither the admin key nor any other Herald credential.
     #[error("the admin key does not match")]
     WrongKey,
     /// A valid credential of another kind (the producer key, a user token).

@@ -4,6 +4,7 @@
 //! which the runtime answers with `pong` without waking the hub; it never reaches this
 //! module. Close codes follow DESIGN.md: 40xx mean "do not reconnect with the same token",
 //! 41xx mean "reconnect with backoff".
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
@@ -30,16 +31,19 @@ pub enum BatchReason {
 pub enum ServerFrame {
     /// First frame on every socket.
     Welcome {
+        /// The user the token names.
         user: String,
         /// Set on room sockets.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
         /// This connection's id; it appears in logs next to the user.
         session: String,
+        /// The `device` given at connect; absent when none was.
         #[serde(skip_serializing_if = "Option::is_none")]
         device: Option<String>,
-        /// The latest seq stored for the user.
+        /// The latest seq stored: the user's inbox, or the room's history on a room socket.
         seq: Seq,
+        /// Unread items in the user's inbox; 0 on room sockets.
         unread_count: u64,
         /// How often the client should send `ping`.
         heartbeat_ms: u64,
@@ -48,26 +52,43 @@ pub enum ServerFrame {
     Notification(Notification),
     /// Several notifications at once, oldest first.
     Batch {
+        /// Why these items travel together.
         reason: BatchReason,
+        /// The notifications; a replay sends at most 100 per frame.
         items: Vec<Notification>,
     },
     /// The replay is complete: everything up to `seq` has been sent; live items follow.
-    Synced { seq: Seq },
+    Synced {
+        /// The latest seq stored when the replay was taken; later ones arrive live.
+        seq: Seq,
+    },
     /// The resume cursor is older than what is kept (or newer than anything stored):
     /// nothing was replayed; refetch the inbox. Live items follow `synced`.
     Reset {
         /// The oldest seq still kept, if any.
         oldest_seq: Option<Seq>,
+        /// The latest seq stored.
         latest_seq: Seq,
     },
     /// The number of unread items changed (a publish arrived).
-    UnreadCount { unread_count: u64 },
+    UnreadCount {
+        /// Unread items now.
+        unread_count: u64,
+    },
     /// Items were marked read, on this device or another.
-    Read { ids: Vec<String>, unread_count: u64 },
+    Read {
+        /// The items now read.
+        ids: Vec<String>,
+        /// Unread items left.
+        unread_count: u64,
+    },
     /// An item was deleted.
     Deleted {
+        /// The deleted item's id.
         id: String,
+        /// The deleted item's seq.
         seq: Seq,
+        /// Unread items left.
         unread_count: u64,
     },
     /// Answer to a `fetch` frame: one inbox page.
@@ -78,26 +99,42 @@ pub enum ServerFrame {
     Message(Notification),
     /// Who is in a room: `joined`/`left` name one user, `online` lists everyone.
     Presence {
+        /// A join, a leave, or the full list.
         action: PresenceAction,
+        /// The one user who joined or left.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<String>,
+        /// Everyone online, or the users of a busy room who joined or left together.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         users: Option<Vec<String>>,
     },
     /// A room member is typing; never stored.
-    Typing { user: String },
+    Typing {
+        /// Who is typing.
+        user: String,
+    },
     /// Answer to a JSON `{"type":"ping"}` (the literal `ping` gets a literal `pong`).
     Pong,
     /// The client sent something the server could not use; the socket stays open.
-    Error { code: String, message: String },
+    Error {
+        /// What went wrong, for code to act on: `bad_frame`, `bad_request`, `unknown_id`,
+        /// `not_found`, `forbidden`, `unavailable`, `closing`, `too_many_devices`.
+        code: String,
+        /// What went wrong, for a person reading logs.
+        message: String,
+    },
 }
 
 /// What a `presence` frame says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceAction {
+    /// A user who was not online opened a socket; a reconnect within the grace period
+    /// is not a join.
     Joined,
+    /// A user's last socket closed and the grace period passed without a new one.
     Left,
+    /// The full list, sent to a new socket right after `welcome`.
     Online,
 }
 
@@ -107,8 +144,11 @@ pub struct Page {
     /// Echo of the request's `ref`, so a client can match answers to questions.
     #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// Newest first, or oldest first when the request gave `after`.
     pub items: Vec<Notification>,
+    /// Unread items in the whole inbox, not only this page.
     pub unread_count: u64,
+    /// The latest seq stored for the user.
     pub latest_seq: Seq,
     /// Pass as `before` for the next (older) page; absent when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +159,7 @@ pub struct Page {
 }
 
 impl ServerFrame {
+    /// An `error` frame; the socket stays open unless a close follows.
     pub fn error(code: &str, message: impl Into<String>) -> Self {
         Self::Error {
             code: code.to_owned(),
@@ -126,6 +167,7 @@ impl ServerFrame {
         }
     }
 
+    /// The text sent on the socket.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server frames always serialize")
     }
@@ -153,10 +195,13 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Box<Server
 /// Which items a `read` marks: exactly one of the three.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ReadRequest {
+    /// Up to 100 items by id; if any is not in the inbox, none is marked.
     #[serde(default)]
     pub ids: Option<Vec<String>>,
+    /// Every unread item with a seq at or below this one.
     #[serde(default)]
     pub up_to_seq: Option<Seq>,
+    /// `true`: everything.
     #[serde(default)]
     pub all: Option<bool>,
 }
@@ -176,6 +221,7 @@ pub struct PageRequest {
     /// Only unread items.
     #[serde(default)]
     pub unread: bool,
+    /// Echoed in the page's `ref`.
     #[serde(rename = "ref", default)]
     pub reference: Option<String>,
 }
@@ -187,13 +233,19 @@ pub enum ClientFrame {
     /// A JSON ping from clients that cannot send bare text; answered with `pong`.
     Ping,
     /// This device has everything up to `seq`.
-    Ack { seq: Seq },
+    Ack {
+        /// The highest seq this device has processed; at most the latest stored.
+        seq: Seq,
+    },
     /// Mark items read on every device.
     Read(ReadRequest),
     /// One inbox page.
     Fetch(PageRequest),
     /// Replay everything after `since`, as `?since=` does at connect.
-    Resume { since: Seq },
+    Resume {
+        /// The highest seq the client has processed.
+        since: Seq,
+    },
     /// Focus mode on (until a time, or for a duration) or off.
     Focus(FocusRequest),
 }
@@ -201,9 +253,12 @@ pub enum ClientFrame {
 /// A `focus` frame: `{"on":true,"until":ms}`, `{"on":true,"duration_ms":ms}` or `{"on":false}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct FocusRequest {
+    /// Focus mode on, or off (which releases what was held as a digest).
     pub on: bool,
+    /// With `on`: when focus ends, ms since the epoch, at most 7 days ahead.
     #[serde(default)]
     pub until: Option<u64>,
+    /// With `on`, instead of `until`: how long focus lasts from now.
     #[serde(default)]
     pub duration_ms: Option<u64>,
 }
@@ -229,6 +284,7 @@ pub enum CloseCode {
 }
 
 impl CloseCode {
+    /// The number sent in the close frame.
     pub fn code(self) -> u16 {
         self as u16
     }

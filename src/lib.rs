@@ -32,7 +32,7 @@
 //! - [`frame`]: WebSocket frames in both directions and the close codes.
 //! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets.
 //! - [`auth`]: bearer extraction from an upgrade, JWT verification against an algorithm
-//!   allow-list, claim checks at a given `now`, the publish-key and admin-key checks.
+//!   allow-list, claim checks at a given `now`, who counts as a producer and as an admin.
 //! - [`inbox`]: the stored notification log of one user (`Inbox` trait, in-memory store).
 //! - [`history`]: the rules of a seq-numbered log, shared by a user's inbox and a room's
 //!   history: storing a draft (idempotency), replaying after a cursor, retention.
@@ -50,12 +50,19 @@
 //! - [`room`]: the sans-IO core of a `RoomHub`: grants, admission, shard placement and
 //!   retirement, presence with a grace period and shard leases, the typing throttle,
 //!   client events; events in, `Effect`s and a timer table out, like [`hub`].
-//! - [`route`]: which route a method and path name, and the 404/405 answers.
-//! - [`publish`]: parsing and validating a producer's publish request into notifications.
+//! - [`route`]: which route a method and path name, and the 404/405 answers (`Allow`).
+//! - [`publish`]: parsing and validating a producer's publish request into notifications,
+//!   grouping it by user and by room, the drafts filed in room members' inboxes, and the
+//!   202's body.
 //! - [`error`]: the one place where every failure becomes an HTTP status and JSON body.
-//! - `edge` (wasm32 only): the Worker entry point; the `UserHub`, `RoomHub` and `StatsHub`
-//!   Durable Objects over one runner (accept, refuse, close handshake, alarm); the SQLite
-//!   stores. It maps requests, sockets and storage onto the core and decides nothing.
+//! - `edge` (wasm32 only) maps requests, sockets and storage onto the core and decides
+//!   nothing:
+//!   - `api` (the Worker: routes, upgrades, dev mode), `producer` (the publish path),
+//!     `http` (bounded bodies, assets, CORS), `call` (which object, and one way to call it);
+//!   - `user_hub` and `room_hub` (with `routes`, and the room's `send` and `shard`): the
+//!     Durable Objects, over one `runner` (accept, refuse, close handshake, alarm);
+//!   - `sql_inbox` and `sql_room` (schemas in `schema/`): the SQLite stores; `stats`: the
+//!     `StatsHub` object and each object's counters; `log`: one JSON line per event.
 
 pub mod attention;
 pub mod auth;

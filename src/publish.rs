@@ -5,6 +5,7 @@
 //! deserialization so that every error names the offending field by its path
 //! (`messages[2].event`), which is what a producer debugging a 400 needs.
 //! Nothing here stores or sends anything; ids come from a generator the caller passes in.
+#![warn(missing_docs)]
 
 use std::collections::{HashMap, HashSet};
 
@@ -75,6 +76,7 @@ pub struct Message {
     pub room: Option<String>,
     /// With a room: also file it in every member's inbox.
     pub inbox: bool,
+    /// What gets stored: the content and the message's id.
     pub draft: Draft,
 }
 
@@ -83,6 +85,7 @@ pub struct Message {
 pub struct PublishRequest {
     /// Sent as `{"messages":[…]}`; the answer then lists results in the same order.
     pub batch: bool,
+    /// In request order; one for a single-message body.
     pub messages: Vec<Message>,
 }
 

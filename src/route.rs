@@ -2,6 +2,7 @@
 //!
 //! Kept as a table so that 404 (no such path) and 405 (path exists, method does not) come
 //! from one place, and so the OpenAPI document can be checked against it.
+#![warn(missing_docs)]
 
 use thiserror::Error;
 
@@ -47,12 +48,18 @@ pub enum Route {
     Preflight,
 }
 
+/// Why no route serves a request.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RouteError {
+    /// No route has this path: 404.
     #[error("no such route")]
     NotFound,
+    /// The path exists, but not with this method: 405.
     #[error("method not allowed; use {allowed}")]
-    MethodNotAllowed { allowed: String },
+    MethodNotAllowed {
+        /// The path's methods from [`ROUTES`], comma-separated.
+        allowed: String,
+    },
 }
 
 impl RouteError {
@@ -101,7 +108,9 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
 /// A resolved request: the route and, for routes with a `{…}` segment, its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// What to serve.
     pub route: Route,
+    /// The room name or notification id in the path.
     pub id: Option<String>,
 }
 

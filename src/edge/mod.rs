@@ -7,6 +7,7 @@
 
 mod api;
 mod call;
+mod http;
 mod log;
 mod producer;
 mod room_hub;
@@ -80,6 +81,14 @@ pub(crate) fn int(value: u64) -> worker::SqlStorageValue {
 /// A stored seq, time or count back; nothing negative is written, so one reads as 0.
 pub(crate) fn unsigned(value: i64) -> u64 {
     value.max(0) as u64
+}
+
+/// An object's event handler fails with the message of what went wrong (the runtime
+/// logs it, and retries an alarm).
+impl From<ApiError> for worker::Error {
+    fn from(e: ApiError) -> Self {
+        worker::Error::RustError(e.message)
+    }
 }
 
 pub(crate) fn internal_error(e: impl std::fmt::Display) -> ApiError {

@@ -28,7 +28,7 @@ pub(crate) async fn publish(
     auth::authorize_producer(authorization.as_deref(), &publish_key, |token| {
         api::verify(env, token)
     })?;
-    let body = api::bounded_body(req, config.limits.max_publish_bytes).await?;
+    let body = super::http::bounded_body(req, config.limits.max_publish_bytes).await?;
     let request = PublishRequest::parse(&body, &config.limits, || random_id("ntf_"))?;
 
     let mut receipts = Receipts {

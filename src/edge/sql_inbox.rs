@@ -8,9 +8,14 @@
 use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use worker::{SqlStorage, SqlStorageValue};
 
+mod rows;
+
+use self::rows::{
+    json_list, notification, storage_error, Cut, HeldRow, HorizonRow, IdRow, ItemRow, KeyRow,
+    Number, TextRow, IN_LIST,
+};
 use super::{int, unsigned};
 
 use crate::attention::Preferences;
@@ -20,39 +25,7 @@ use crate::model::{Notification, Receipt, Seq};
 /// Schema, applied idempotently when the object starts. The item itself is stored as JSON;
 /// the columns beside it are what queries filter and sort on. `hub_meta` keeps counters
 /// that must not be derived from rows that retention deletes.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS notifications (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    read_at INTEGER,
-    -- NULL: pushed (or never to be); 1: held for the batch window; 2: for focus/quiet hours.
-    held INTEGER,
-    item TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS notifications_held ON notifications (held) WHERE held IS NOT NULL;
-CREATE INDEX IF NOT EXISTS notifications_by_id ON notifications (id);
-CREATE TABLE IF NOT EXISTS hub_meta (
-    key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-    key TEXT PRIMARY KEY,
-    id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hub_settings (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS device_acks (
-    device TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL
-);
-";
+const SCHEMA: &str = include_str!("schema/inbox.sql");
 
 /// `expires_at` filter shared by every read of live items; binds `now`.
 const LIVE: &str = "(expires_at IS NULL OR expires_at > ?)";
@@ -62,77 +35,6 @@ pub struct SqlInbox {
     /// The stored preferences, read on first use and then kept: every publish and alarm
     /// consults them, and `set_preferences` on this object is their only writer.
     preferences: RefCell<Option<Preferences>>,
-}
-
-#[derive(Deserialize)]
-struct Number {
-    n: Option<i64>,
-}
-
-/// What the count and age bounds are about to remove.
-#[derive(Deserialize)]
-struct Cut {
-    through: Option<i64>,
-    unread: Option<i64>,
-}
-
-#[derive(Deserialize)]
-struct ItemRow {
-    item: String,
-    read: i64,
-}
-
-#[derive(Deserialize)]
-struct HeldRow {
-    item: String,
-    read: i64,
-    held: i64,
-}
-
-#[derive(Deserialize)]
-struct TextRow {
-    value: String,
-}
-
-#[derive(Deserialize)]
-struct IdRow {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct KeyRow {
-    id: String,
-    seq: i64,
-    at: i64,
-}
-
-#[derive(Deserialize)]
-struct HorizonRow {
-    oldest_item_at: Option<i64>,
-    earliest_expiry: Option<i64>,
-    oldest_key_at: Option<i64>,
-    oldest_ack_at: Option<i64>,
-}
-
-fn storage_error(e: impl std::fmt::Display) -> InboxError {
-    InboxError::Storage(e.to_string())
-}
-
-/// A list bound as one JSON array, for `IN (SELECT value FROM json_each(?))`. A Durable
-/// Object's SQLite takes at most 100 bound parameters per statement, so one `?` per item
-/// failed for a `read` of 100 ids (plus `now`) or a digest of 100 held items.
-fn json_list<T: serde::Serialize>(items: &[T]) -> Result<SqlStorageValue, InboxError> {
-    serde_json::to_string(items)
-        .map(SqlStorageValue::String)
-        .map_err(storage_error)
-}
-
-const IN_LIST: &str = "IN (SELECT value FROM json_each(?))";
-
-fn notification(item: &str, read: i64) -> Result<Notification, InboxError> {
-    let mut item: Notification = serde_json::from_str(item).map_err(storage_error)?;
-    item.read = read != 0;
-    Ok(item)
 }
 
 const WINDOW_HOLD: i64 = 1;

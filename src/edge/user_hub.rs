@@ -10,12 +10,13 @@
 
 use std::cell::{RefCell, RefMut};
 
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage,
 };
+
+mod routes;
 
 use super::runner::{self, attached, send_to_all, Alarm};
 use super::sql_inbox::SqlInbox;
@@ -24,13 +25,12 @@ use super::{
     config, header, internal, internal_error, log, logged, now_ms, number_header, random_id,
     required_header,
 };
-use crate::attention::Preferences;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::frame::{BatchReason, CloseCode, ReadRequest, ServerFrame};
+use crate::frame::{BatchReason, CloseCode, ServerFrame};
 use crate::hub::{self, Admission, Arrival, Effect, Hub, Session};
 use crate::inbox::{Inbox, InboxError};
-use crate::model::{Draft, Notification};
+use crate::model::Notification;
 use crate::socket::SocketView;
 use crate::stats::{self, Kind, Sends, Tick};
 
@@ -128,9 +128,7 @@ impl DurableObject for UserHub {
             .any(|e| matches!(e, Effect::Broadcast(ServerFrame::Preferences(_))));
         self.apply(Some((&ws, &session)), effects);
         if self.report_needs_alarm() || moved {
-            self.schedule()
-                .await
-                .map_err(|e| worker::Error::from(e.message))?;
+            self.schedule().await?;
         }
         Ok(())
     }
@@ -155,9 +153,7 @@ impl DurableObject for UserHub {
         // One connection fewer.
         self.stats.touch();
         if self.report_needs_alarm() {
-            self.schedule()
-                .await
-                .map_err(|e| worker::Error::from(e.message))?;
+            self.schedule().await?;
         }
         Ok(())
     }
@@ -174,7 +170,7 @@ impl UserHub {
     async fn run_alarm(&self) -> Result<Response> {
         self.alarm.fired();
         let now = now_ms();
-        let config = self.config().map_err(|e| worker::Error::from(e.message))?;
+        let config = self.config()?;
         let effects = {
             let mut inbox = self
                 .inbox()
@@ -203,9 +199,7 @@ impl UserHub {
         };
         self.apply(None, effects);
         self.report();
-        self.schedule()
-            .await
-            .map_err(|e| worker::Error::from(e.message))?;
+        self.schedule().await?;
         Response::ok("done")
     }
 
@@ -257,71 +251,6 @@ impl UserHub {
             }
         }
         runner::upgrade(req, pair)
-    }
-
-    /// Stores the drafts (durably, before answering) and pushes them to every socket.
-    async fn store(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let drafts: Vec<Draft> = json_body(&mut req).await?;
-        let config = self.config()?;
-        let (receipts, effects) = self.with_hub(config, |hub| {
-            hub.publish(drafts, now_ms()).map_err(hub::HubError::from)
-        })?;
-        if receipts.iter().any(|r| !r.duplicate) {
-            self.stats.touch();
-        }
-        self.apply(None, effects);
-        Response::from_json(&receipts).map_err(internal_error)
-    }
-
-    /// `GET /v1/notifications`: one inbox page.
-    fn list(&self, req: &Request) -> std::result::Result<Response, ApiError> {
-        let url = req.url().map_err(internal_error)?;
-        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        let request = hub::page_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        let config = self.config()?;
-        let page = self.with_hub(config, |hub| hub.page(&request, now_ms()))?;
-        Response::from_json(&page).map_err(internal_error)
-    }
-
-    /// `POST /v1/notifications/read`: the same rules as the `read` frame.
-    async fn mark_read(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let request: ReadRequest = json_body(&mut req).await?;
-        let config = self.config()?;
-        let (outcome, effects) = self.with_hub(config, |hub| hub.read(&request, now_ms()))?;
-        self.apply(None, effects);
-        Response::from_json(&outcome).map_err(internal_error)
-    }
-
-    /// `DELETE /v1/notifications/{id}`.
-    fn delete(&self, req: &Request) -> std::result::Result<Response, ApiError> {
-        let id = required_header(req, internal::ID)?;
-        let config = self.config()?;
-        let (seq, effects) = self.with_hub(config, |hub| hub.delete(&id, now_ms()))?;
-        self.apply(None, effects);
-        Response::from_json(&json!({ "deleted": id, "seq": seq })).map_err(internal_error)
-    }
-
-    /// `GET /v1/preferences`.
-    fn get_preferences(&self) -> std::result::Result<Response, ApiError> {
-        let config = self.config()?;
-        let preferences =
-            self.with_hub(config, |hub| hub.preferences().map_err(hub::HubError::from))?;
-        Response::from_json(&preferences).map_err(internal_error)
-    }
-
-    /// `PUT /v1/preferences`: validated as a whole; a bad body changes nothing.
-    async fn put_preferences(&self, mut req: Request) -> std::result::Result<Response, ApiError> {
-        let body = req.bytes().await.map_err(internal_error)?;
-        let preferences = Preferences::parse(&body)?;
-        let now = now_ms();
-        preferences.check_focus_horizon(now)?;
-        let config = self.config()?;
-        let effects = self.with_hub(config, |hub| {
-            hub.set_preferences(preferences.clone(), now)
-                .map_err(hub::HubError::from)
-        })?;
-        self.apply(None, effects);
-        Response::from_json(&preferences).map_err(internal_error)
     }
 
     /// Runs `f` on the core over this object's inbox.
@@ -468,13 +397,4 @@ impl UserHub {
     fn config(&self) -> std::result::Result<&'static Config, ApiError> {
         config(&self.env)
     }
-}
-
-async fn json_body<T: DeserializeOwned>(req: &mut Request) -> std::result::Result<T, ApiError> {
-    // Parsed by serde_json (depth-limited, and its errors never quote the input) rather
-    // than through a JsValue, whose error formats the whole value: a deeply nested body
-    // overflowed the JS stack in that formatting and the request never answered.
-    let body = req.bytes().await.map_err(internal_error)?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(400, "bad_request", format!("body: {e}")))
 }

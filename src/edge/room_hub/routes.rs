@@ -1,0 +1,60 @@
+//! What the Worker asks of a room's root besides sockets: store a producer's publish (and
+//! name the members to file it for), the presence list, and the member list.
+
+use serde_json::json;
+use worker::{Method, Request, Response};
+
+use super::{RoomHub, RoomReceipts};
+use crate::edge::{internal, internal_error, now_ms};
+use crate::error::ApiError;
+use crate::model::Draft;
+use crate::room_store::RoomStore;
+
+impl RoomHub {
+    /// Root: a producer's room publish. Stores in history, fans out, and answers the
+    /// receipts with the member list (for `inbox:true`, which the Worker files).
+    pub(super) async fn publish(
+        &self,
+        mut req: Request,
+    ) -> std::result::Result<Response, ApiError> {
+        let drafts: Vec<Draft> = req
+            .json()
+            .await
+            .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?;
+        let (receipts, effects) = self.with_room(|room| room.publish(drafts, now_ms()))?;
+        self.execute(None, effects).await?;
+        self.schedule().await?;
+        // Only a publish that files in members' inboxes needs the list.
+        let members = match req.headers().has(internal::MEMBERS).unwrap_or(false) {
+            true => self.with_room(|room| Ok(room.store.members()?))?,
+            false => Vec::new(),
+        };
+        Response::from_json(&RoomReceipts { receipts, members }).map_err(internal_error)
+    }
+
+    pub(super) fn presence(&self) -> std::result::Result<Response, ApiError> {
+        let users = self.with_room(|room| room.online_users())?;
+        Response::from_json(&json!({ "users": users })).map_err(internal_error)
+    }
+
+    pub(super) async fn members(
+        &self,
+        mut req: Request,
+    ) -> std::result::Result<Response, ApiError> {
+        let update: Option<Vec<String>> = match req.method() {
+            Method::Put => Some(
+                req.json()
+                    .await
+                    .map_err(|e| ApiError::new(400, "bad_request", e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let members = self.with_room(|room| {
+            if let Some(members) = &update {
+                room.store.set_members(members)?;
+            }
+            Ok(room.store.members()?)
+        })?;
+        Response::from_json(&json!({ "members": members })).map_err(internal_error)
+    }
+}

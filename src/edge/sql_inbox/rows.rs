@@ -1,0 +1,79 @@
+//! The rows the inbox's queries read back, and the conversions between them and the
+//! core's types.
+
+use serde::Deserialize;
+use worker::SqlStorageValue;
+
+use crate::inbox::InboxError;
+use crate::model::Notification;
+
+#[derive(Deserialize)]
+pub(super) struct Number {
+    pub(super) n: Option<i64>,
+}
+
+/// What the count and age bounds are about to remove.
+#[derive(Deserialize)]
+pub(super) struct Cut {
+    pub(super) through: Option<i64>,
+    pub(super) unread: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ItemRow {
+    pub(super) item: String,
+    pub(super) read: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HeldRow {
+    pub(super) item: String,
+    pub(super) read: i64,
+    pub(super) held: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct TextRow {
+    pub(super) value: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct IdRow {
+    pub(super) id: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct KeyRow {
+    pub(super) id: String,
+    pub(super) seq: i64,
+    pub(super) at: i64,
+}
+
+#[derive(Deserialize)]
+pub(super) struct HorizonRow {
+    pub(super) oldest_item_at: Option<i64>,
+    pub(super) earliest_expiry: Option<i64>,
+    pub(super) oldest_key_at: Option<i64>,
+    pub(super) oldest_ack_at: Option<i64>,
+}
+
+pub(super) fn storage_error(e: impl std::fmt::Display) -> InboxError {
+    InboxError::Storage(e.to_string())
+}
+
+/// A list bound as one JSON array, for `IN (SELECT value FROM json_each(?))`. A Durable
+/// Object's SQLite takes at most 100 bound parameters per statement, so one `?` per item
+/// failed for a `read` of 100 ids (plus `now`) or a digest of 100 held items.
+pub(super) fn json_list<T: serde::Serialize>(items: &[T]) -> Result<SqlStorageValue, InboxError> {
+    serde_json::to_string(items)
+        .map(SqlStorageValue::String)
+        .map_err(storage_error)
+}
+
+pub(super) const IN_LIST: &str = "IN (SELECT value FROM json_each(?))";
+
+pub(super) fn notification(item: &str, read: i64) -> Result<Notification, InboxError> {
+    let mut item: Notification = serde_json::from_str(item).map_err(storage_error)?;
+    item.read = read != 0;
+    Ok(item)
+}
