@@ -1,19 +1,19 @@
 // The demo page in real headless Chromium (Debian's, driven by playwright-core) against
 // the Worker in workerd: the connection dot, toasts and the unread badge, read state
 // shared by two pages of one user, and recovery after the runtime is stopped and started
-// again. Screenshots of each state go to test-artifacts/ (not committed).
+// again. Screenshots of each state go to a new directory under the system's temporary
+// directory, whose path the test prints.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { chromium } from "playwright-core";
 import { freePort, startHerald } from "./harness.mjs";
 
-const artifacts = new URL("../test-artifacts/", import.meta.url).pathname;
-
 test("the demo page: green dot, toast and badge, shared read state, red and green again across a restart", async (t) => {
-  mkdirSync(artifacts, { recursive: true });
+  const artifacts = mkdtempSync(join(tmpdir(), "herald-browser-screenshots-"));
+  t.diagnostic(`screenshots in ${artifacts}`);
   const dir = mkdtempSync(join(tmpdir(), "herald-browser-"));
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;

@@ -1,8 +1,11 @@
 // `make dev` as a new user runs it: the script starts wrangler dev (workerd, on-disk state),
-// prints a dev token and a publish key, and the printed example works.
+// prints a dev token and a publish key, and the printed example works. A .dev.vars kept
+// from a run on another port keeps its secrets and still lets the served origin in.
+// HERALD_DEV_DIR points dev.sh at a temporary directory; each test checks afterwards that
+// the checkout's own .dev.vars and .wrangler/ are as they were.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -10,24 +13,60 @@ import { connect, freePort, ofType } from "./harness.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 
+/** Path, size and mtime of each entry of the checkout's .dev.vars and .wrangler/. */
+function checkoutDevFiles() {
+  const entries = [];
+  for (const name of [".dev.vars", ".wrangler"]) {
+    if (!existsSync(join(root, name))) continue;
+    const inside = lstatSync(join(root, name)).isDirectory()
+      ? readdirSync(join(root, name), { recursive: true }).map((p) => join(name, p))
+      : [];
+    for (const path of [name, ...inside]) {
+      const stat = lstatSync(join(root, path));
+      entries.push(`${path} ${stat.size} ${stat.mtimeMs}`);
+    }
+  }
+  return entries.sort();
+}
+const before = checkoutDevFiles();
 
-test("scripts/dev.sh serves Herald and prints a working token and publish key", async (t) => {
+/**
+ * Runs scripts/dev.sh on a free port with its files in a fresh temporary directory (`dir`,
+ * which `prepare` may fill first) until it prints its example. `stop()` ends the script and
+ * waits for it; the directory goes when the test ends.
+ */
+async function startDev(t, prepare = () => {}) {
   const port = await freePort();
-  const state = mkdtempSync(join(tmpdir(), "herald-dev-"));
+  const dir = mkdtempSync(join(tmpdir(), "herald-dev-"));
+  prepare(dir);
   const dev = spawn("bash", ["scripts/dev.sh"], {
     cwd: root,
-    env: { ...process.env, HERALD_PORT: String(port), HERALD_STATE: state },
+    env: { ...process.env, HERALD_PORT: String(port), HERALD_DEV_DIR: dir },
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  t.after(() => {
-    try {
-      process.kill(-dev.pid, "SIGTERM");
-    } catch {}
-    rmSync(state, { recursive: true, force: true });
+  const exited = new Promise((resolve) => dev.once("exit", resolve));
+  const stop = async () => {
+    if (dev.exitCode === null && dev.signalCode === null) {
+      try {
+        process.kill(-dev.pid, "SIGTERM");
+      } catch {}
+    }
+    const kill = setTimeout(() => {
+      try {
+        process.kill(-dev.pid, "SIGKILL");
+      } catch {}
+    }, 15_000);
+    await exited;
+    clearTimeout(kill);
+  };
+  t.after(async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   let output = "";
+  dev.stderr.on("data", (chunk) => (output += chunk));
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`dev.sh did not get ready:\n${output}`)), 240_000);
     dev.stdout.on("data", (chunk) => {
@@ -39,7 +78,18 @@ test("scripts/dev.sh serves Herald and prints a working token and publish key", 
     });
     dev.on("exit", (code) => reject(new Error(`dev.sh exited with ${code}:\n${output}`)));
   });
+  return { port, dir, output, stop };
+}
 
+/** The status of GET /healthz sent with `Origin: origin`. */
+async function healthzFrom(port, origin) {
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { Origin: origin } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+test("scripts/dev.sh serves Herald and prints a working token and publish key", async (t) => {
+  const { port, dir, output, stop } = await startDev(t);
   const token = output.match(/dev token for alice \(24 h\):\s+(\S+)/)[1];
   const key = output.match(/publish key:\s+(\S+)/)[1];
   assert.ok(output.includes(`ws://127.0.0.1:${port}/v1/connect?token=${token}`));
@@ -54,4 +104,37 @@ test("scripts/dev.sh serves Herald and prints a working token and publish key", 
   assert.equal(res.status, 202);
   assert.equal((await client.next(ofType("notification"))).title, "Task 7 is done");
   await client.close();
+
+  await stop();
+  assert.ok(existsSync(join(dir, ".dev.vars")), "the secrets went to HERALD_DEV_DIR");
+  assert.ok(existsSync(join(dir, ".wrangler", "state")), "the state went to HERALD_DEV_DIR");
+  assert.deepEqual(checkoutDevFiles(), before, "dev.sh wrote into the checkout's .dev.vars or .wrangler/");
+});
+
+test("a kept .dev.vars written for another port keeps its secrets and lets the served origin in", async (t) => {
+  const kept = [
+    "JWT_SECRET=kept-jwt-secret-0123456789abcdef0123456789abcdef",
+    "PUBLISH_KEY=kept-publish-key-0123456789",
+    "ADMIN_KEY=kept-admin-key-0123456789",
+    "DEV_MODE=true",
+    "ALLOWED_ORIGINS=http://127.0.0.1:1,http://localhost:1",
+    "",
+  ].join("\n");
+  const { port, dir, output, stop } = await startDev(t, (dir) => writeFileSync(join(dir, ".dev.vars"), kept));
+  assert.match(output, /publish key:\s+kept-publish-key-0123456789\s/);
+
+  assert.equal(await healthzFrom(port, `http://127.0.0.1:${port}`), 200);
+  assert.equal(await healthzFrom(port, `http://localhost:${port}`), 200);
+  assert.equal(await healthzFrom(port, "http://127.0.0.1:1"), 200, "the file's own origins stay allowed");
+  assert.equal(await healthzFrom(port, "https://elsewhere.example"), 403);
+  const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, {
+    method: "POST",
+    headers: { Authorization: "Bearer kept-publish-key-0123456789", "Content-Type": "application/json" },
+    body: JSON.stringify({ to: { users: ["alice"] }, event: "task.updated", title: "Kept key" }),
+  });
+  assert.equal(res.status, 202, "the Worker runs with the kept publish key");
+
+  await stop();
+  assert.equal(readFileSync(join(dir, ".dev.vars"), "utf8"), kept, "the kept .dev.vars is unchanged");
+  assert.deepEqual(checkoutDevFiles(), before, "dev.sh wrote into the checkout's .dev.vars or .wrangler/");
 });
