@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_publish_bytes: usize,
     /// Most messages in one batch publish (`MAX_BATCH_MESSAGES`).
     pub max_batch_messages: usize,
+    /// Largest stored size of one notification: its event, title, body, data (as JSON)
+    /// and actor together (`MAX_NOTIFICATION_BYTES`); larger is a 413. With the inbox's
+    /// item bound it bounds what a user object ever holds and replays.
+    pub max_notification_bytes: usize,
     /// Most distinct recipients one publish request may reach (`MAX_RECIPIENTS`); each is a
     /// subrequest to a Durable Object, and the platform caps subrequests per request.
     pub max_recipients: usize,
@@ -42,6 +46,9 @@ pub struct Limits {
     pub inbox_max_age_ms: u64,
     /// How long an idempotency key is remembered, in ms (`IDEMPOTENCY_HOURS`).
     pub idempotency_window_ms: u64,
+    /// Most idempotency keys remembered per user (`IDEMPOTENCY_MAX_KEYS`); past it the
+    /// oldest are forgotten first.
+    pub idempotency_max_keys: u64,
     /// A socket silent (no ping, no frame) this long is closed (`IDLE_TIMEOUT_MS`).
     pub idle_timeout_ms: u64,
     /// Items kept in a room's history (`ROOM_HISTORY_ITEMS`).
@@ -62,6 +69,7 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             max_publish_bytes: 256 * 1024,
             max_batch_messages: 100,
+            max_notification_bytes: 16 * 1024,
             max_recipients: 1_000,
             max_devices: 16,
             heartbeat_ms: 25_000,
@@ -70,6 +78,7 @@ impl Default for Limits {
             inbox_max_items: 1_000,
             inbox_max_age_ms: 30 * DAY_MS,
             idempotency_window_ms: 24 * HOUR_MS,
+            idempotency_max_keys: 10_000,
             idle_timeout_ms: 75_000,
             room_history_items: 500,
             room_shard_size: 5_000,
@@ -85,15 +94,80 @@ impl Default for Limits {
 pub struct Config {
     /// Origins a browser request may come from (`ALLOWED_ORIGINS`, comma-separated).
     pub allowed_origins: Vec<String>,
+    /// Where the identity provider publishes its signing keys (`JWT_JWKS_URL`).
+    pub jwks_sources: Vec<JwksSource>,
     /// `DEV_MODE=true`: local development only.
     pub dev_mode: bool,
     /// The bounds above.
     pub limits: Limits,
 }
 
+/// One JWKS URL, and the issuer whose tokens its keys may verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    /// `https://…` (or loopback `http://` in dev mode), checked by [`outbound_url`].
+    pub url: String,
+    /// The `JWT_ISSUER` paired with it: the one issuer, or the one in the same position.
+    pub issuer: Option<String>,
+}
+
+/// Whether Herald may send requests to `url`, which a deployment (or, for Web Push, a
+/// user) chose: only `https://`, so a Worker cannot be pointed at internal plain-HTTP
+/// services; in dev mode also `http://` to this machine's loopback address, for tests.
+/// Every URL Herald calls out to is checked here.
+pub fn outbound_url(url: &str, dev_mode: bool) -> Result<(), &'static str> {
+    let (rest, secure) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        _ => return Err("must start with https://"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry credentials");
+    }
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, port)) => (host, port.strip_prefix(':')),
+            None => return Err("has a malformed host"),
+        },
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty()
+        || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err("has a malformed host");
+    }
+    let loopback = matches!(host, "127.0.0.1" | "localhost" | "::1");
+    match (secure, dev_mode && loopback) {
+        (true, _) | (false, true) => Ok(()),
+        (false, false) => Err("must start with https:// (http:// only to loopback in DEV_MODE)"),
+    }
+}
+
 /// Why the deployment's vars could not be read; the Worker refuses to run on them.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
+    /// A URL Herald would call is not one it may call (see [`outbound_url`]).
+    #[error("{name}: {value:?} {reason}")]
+    BadUrl {
+        /// The var.
+        name: &'static str,
+        /// The URL.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `JWT_ISSUER` lists neither one issuer nor one per `JWT_JWKS_URL`.
+    #[error("JWT_ISSUER lists {issuers} issuers for {urls} JWT_JWKS_URL entries; give one, or one per URL in the same order")]
+    IssuerCount {
+        /// Issuers listed.
+        issuers: usize,
+        /// URLs listed.
+        urls: usize,
+    },
     /// A limit is set but is not a whole number above zero.
     #[error("{name} must be a positive whole number, got {value:?}")]
     NotANumber {
@@ -133,6 +207,10 @@ impl Config {
             max_frame_bytes: size("MAX_FRAME_BYTES", defaults.max_frame_bytes)?,
             max_publish_bytes: size("MAX_PUBLISH_BYTES", defaults.max_publish_bytes)?,
             max_batch_messages: size("MAX_BATCH_MESSAGES", defaults.max_batch_messages)?,
+            max_notification_bytes: size(
+                "MAX_NOTIFICATION_BYTES",
+                defaults.max_notification_bytes,
+            )?,
             max_recipients: size("MAX_RECIPIENTS", defaults.max_recipients)?,
             max_devices: size("MAX_DEVICES", defaults.max_devices)?,
             heartbeat_ms: number("HEARTBEAT_MS", defaults.heartbeat_ms)?,
@@ -145,6 +223,7 @@ impl Config {
                 "IDEMPOTENCY_HOURS",
                 defaults.idempotency_window_ms / HOUR_MS,
             )? * HOUR_MS,
+            idempotency_max_keys: number("IDEMPOTENCY_MAX_KEYS", defaults.idempotency_max_keys)?,
             idle_timeout_ms: number("IDLE_TIMEOUT_MS", defaults.idle_timeout_ms)?,
             room_history_items: number("ROOM_HISTORY_ITEMS", defaults.room_history_items)?,
             room_shard_size: number("ROOM_SHARD_SIZE", defaults.room_shard_size)?,
@@ -162,9 +241,11 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let dev_mode = lookup("DEV_MODE").is_some_and(|v| v.trim() == "true");
         Ok(Self {
             allowed_origins,
-            dev_mode: lookup("DEV_MODE").is_some_and(|v| v.trim() == "true"),
+            jwks_sources: jwks_sources(&lookup, dev_mode)?,
+            dev_mode,
             limits,
         })
     }
@@ -175,6 +256,52 @@ impl Config {
         let origin = origin.trim_end_matches('/');
         self.allowed_origins.iter().any(|allowed| allowed == origin)
     }
+}
+
+/// `JWT_JWKS_URL` (comma-separated), each URL paired with its `JWT_ISSUER`.
+fn jwks_sources(
+    lookup: &impl Fn(&str) -> Option<String>,
+    dev_mode: bool,
+) -> Result<Vec<JwksSource>, ConfigError> {
+    let list = |name| -> Vec<String> {
+        lookup(name)
+            .map(|value| {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let urls = list("JWT_JWKS_URL");
+    let issuers = list("JWT_ISSUER");
+    if issuers.len() > 1 && issuers.len() != urls.len() && !urls.is_empty() {
+        return Err(ConfigError::IssuerCount {
+            issuers: issuers.len(),
+            urls: urls.len(),
+        });
+    }
+    urls.iter()
+        .enumerate()
+        .map(|(i, url)| {
+            outbound_url(url, dev_mode).map_err(|reason| ConfigError::BadUrl {
+                name: "JWT_JWKS_URL",
+                value: url.clone(),
+                reason,
+            })?;
+            let issuer = match issuers.len() {
+                0 => None,
+                1 => Some(issuers[0].clone()),
+                _ => Some(issuers[i].clone()),
+            };
+            Ok(JwksSource {
+                url: url.clone(),
+                issuer,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -222,5 +349,61 @@ mod tests {
         assert!(c.origin_allowed("http://127.0.0.1:8787"));
         assert!(!c.origin_allowed("https://app.example.com.evil.test"));
         assert!(!c.origin_allowed("http://app.example.com"));
+    }
+
+    #[test]
+    fn outbound_urls_are_https_or_loopback_in_dev_mode() {
+        assert_eq!(
+            outbound_url("https://idp.example.com/.well-known/jwks.json", false),
+            Ok(())
+        );
+        assert!(outbound_url("http://idp.example.com/jwks", false).is_err());
+        assert!(outbound_url("http://127.0.0.1:8080/jwks", false).is_err());
+        assert_eq!(outbound_url("http://127.0.0.1:8080/jwks", true), Ok(()));
+        assert_eq!(outbound_url("http://[::1]:9/jwks", true), Ok(()));
+        assert!(outbound_url("http://10.0.0.1/jwks", true).is_err());
+        assert!(outbound_url("http://127.0.0.1.evil.test/jwks", true).is_err());
+        assert!(outbound_url("https://user:pw@idp.example.com/", false).is_err());
+        assert!(outbound_url("ftp://idp.example.com/", false).is_err());
+        assert!(outbound_url("https://:443/", false).is_err());
+    }
+
+    #[test]
+    fn jwks_urls_pair_with_one_issuer_or_one_each() {
+        let c = config(&[
+            (
+                "JWT_JWKS_URL",
+                "https://a.example/jwks, https://b.example/jwks",
+            ),
+            ("JWT_ISSUER", "https://a.example/,https://b.example/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.jwks_sources[1].issuer.as_deref(),
+            Some("https://b.example/")
+        );
+        let one = config(&[
+            (
+                "JWT_JWKS_URL",
+                "https://a.example/jwks,https://b.example/jwks",
+            ),
+            ("JWT_ISSUER", "https://a.example/"),
+        ])
+        .unwrap();
+        assert!(one
+            .jwks_sources
+            .iter()
+            .all(|s| s.issuer.as_deref() == Some("https://a.example/")));
+        assert!(matches!(
+            config(&[
+                ("JWT_JWKS_URL", "https://a.example/jwks"),
+                ("JWT_ISSUER", "x,y"),
+            ]),
+            Err(ConfigError::IssuerCount { .. })
+        ));
+        assert!(matches!(
+            config(&[("JWT_JWKS_URL", "http://a.example/jwks")]),
+            Err(ConfigError::BadUrl { .. })
+        ));
     }
 }

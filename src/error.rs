@@ -6,8 +6,9 @@
 #![warn(missing_docs)]
 
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::auth::{AdminError, AuthError};
+use crate::auth::AuthError;
 use crate::hub::HubError;
 use crate::model::InputError;
 use crate::route::RouteError;
@@ -21,17 +22,24 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a developer reading it. Never contains a token or key.
     pub message: String,
+    /// For a publish that stored only part of its targets: what was stored (the 202's
+    /// shape), so the producer can tell what its retry completes.
+    pub stored: Option<Value>,
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: Inner<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored: Option<&'a Value>,
 }
 
 #[derive(Serialize)]
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -41,16 +49,44 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            stored: None,
         }
     }
 
-    /// The JSON body sent with the status.
+    /// The JSON body sent with the status, to objects' callers (the Worker).
     pub fn body(&self) -> String {
+        self.render(&self.message, None)
+    }
+
+    /// The JSON body a client gets, for the request `request_id`. A 5xx says only
+    /// `internal` or `unavailable` and the request id: its message may carry runtime, SQL
+    /// or configuration text, which goes to the log line with the same id instead. The
+    /// exception is `misconfigured`, whose message names the var an operator must set.
+    pub fn public_body(&self, request_id: &str) -> String {
+        let message = match (self.status, self.code) {
+            (..=499, _) | (_, "misconfigured") => self.message.as_str(),
+            (_, "unavailable") => "a Durable Object or its storage is unavailable; retry",
+            _ => "Herald failed to answer this request",
+        };
+        self.render(message, (self.status >= 500).then_some(request_id))
+    }
+
+    /// This error, with what a partly failed publish stored.
+    pub fn with_stored(self, stored: Value) -> Self {
+        Self {
+            stored: Some(stored),
+            ..self
+        }
+    }
+
+    fn render(&self, message: &str, request_id: Option<&str>) -> String {
         let body = Body {
             error: Inner {
                 code: self.code,
-                message: &self.message,
+                message,
+                request_id,
             },
+            stored: self.stored.as_ref(),
         };
         serde_json::to_string(&body).expect("error bodies always serialize")
     }
@@ -73,13 +109,10 @@ impl ApiError {
         )
     }
 
-    /// 403: the token's `rooms` claim does not grant the room asked for.
-    pub fn room_not_granted() -> Self {
-        Self::new(
-            403,
-            "room_not_granted",
-            "the token does not grant this room",
-        )
+    /// 503: the deployment's settings would accept too much or cannot work; `problem`
+    /// names the var to fix.
+    pub fn misconfigured(problem: impl Into<String>) -> Self {
+        Self::new(503, "misconfigured", problem)
     }
 
     /// 500: a fault on Herald's side (missing configuration, a broken invariant), not
@@ -109,8 +142,10 @@ impl From<AuthError> for ApiError {
             | AuthError::WrongAudience
             | AuthError::BadSubject
             | AuthError::MissingExpiry => (401, "invalid_token"),
-            AuthError::BadPublishKey => (401, "invalid_key"),
-            AuthError::MissingScope(_) => (403, "forbidden"),
+            AuthError::BadKey => (401, "invalid_key"),
+            AuthError::MissingScope(_) | AuthError::NotAllowed(_) => (403, "forbidden"),
+            AuthError::RoomNotGranted => (403, "room_not_granted"),
+            AuthError::StatsOff => (404, "not_found"),
         };
         Self::new(status, code, err.to_string())
     }
@@ -119,7 +154,9 @@ impl From<AuthError> for ApiError {
 impl From<InputError> for ApiError {
     fn from(err: InputError) -> Self {
         match err {
-            InputError::TooLarge { .. } => Self::new(413, "payload_too_large", err.to_string()),
+            InputError::TooLarge { .. } | InputError::ItemTooLarge { .. } => {
+                Self::new(413, "payload_too_large", err.to_string())
+            }
             InputError::Json(_) | InputError::Field { .. } => {
                 Self::new(400, "bad_request", err.to_string())
             }
@@ -134,18 +171,6 @@ impl From<HubError> for ApiError {
             HubError::NotFound => Self::new(404, "not_found", err.to_string()),
             HubError::Storage(e) => Self::unavailable(e.to_string()),
         }
-    }
-}
-
-impl From<AdminError> for ApiError {
-    fn from(err: AdminError) -> Self {
-        let (status, code) = match err {
-            AdminError::NotConfigured => (404, "not_found"),
-            AdminError::MissingKey => (401, "missing_token"),
-            AdminError::WrongKey => (401, "invalid_key"),
-            AdminError::NotAdmin => (403, "forbidden"),
-        };
-        Self::new(status, code, err.to_string())
     }
 }
 
@@ -170,6 +195,28 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
         assert_eq!(v["error"]["code"], "bad_request");
         assert_eq!(v["error"]["message"], "event: required");
+    }
+
+    #[test]
+    fn a_5xx_body_says_only_its_code_and_the_request_id() {
+        let sql = ApiError::internal("SQLITE_ERROR: no such table: inbox (JWT_SECRET unset)");
+        let v: serde_json::Value = serde_json::from_str(&sql.public_body("req_1")).unwrap();
+        assert_eq!(v["error"]["code"], "internal");
+        assert_eq!(v["error"]["request_id"], "req_1");
+        assert!(!v.to_string().contains("SQLITE") && !v.to_string().contains("JWT"));
+        let down = ApiError::unavailable("durable object: Network connection lost");
+        let v: serde_json::Value = serde_json::from_str(&down.public_body("req_2")).unwrap();
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert!(!v.to_string().contains("Network"));
+        // What the operator must fix is named; a 4xx keeps its message and needs no id.
+        let setting = ApiError::misconfigured("set JWT_ISSUER or JWT_AUDIENCE");
+        assert!(setting.public_body("r").contains("JWT_ISSUER"));
+        let bad = ApiError::new(400, "bad_request", "event: required");
+        assert_eq!(bad.public_body("r"), bad.body());
+        // A partly stored publish says what was stored.
+        let partial = ApiError::unavailable("x").with_stored(serde_json::json!({ "id": "ntf_1" }));
+        let v: serde_json::Value = serde_json::from_str(&partial.public_body("r")).unwrap();
+        assert_eq!(v["stored"]["id"], "ntf_1");
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //!   history socket timer   log rules, per-socket rules, typed timer tables,
 //!   stats fanout           counters and report timing, room fan-out packing
 //!   inbox room_store       store interfaces + in-memory stores
-//!   config auth            settings and limits; every credential's policy
+//!   config keys auth       settings and limits; signing keys and their caches; tokens
+//!   access                 the privilege table: who may call which route
 //!   frame                  the wire protocol
 //!   attention              preferences
 //!   model                  ids, names, Seq, Notification, Draft, InputError
@@ -30,9 +31,14 @@
 //! - [`attention`]: preferences (batch window, focus, quiet hours in a time zone, muted
 //!   events, minimum priority) and what they mean for one notification at one moment.
 //! - [`frame`]: WebSocket frames in both directions and the close codes.
-//! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets.
+//! - [`config`]: the deployment's settings and limits, read from `[vars]` and secrets, and
+//!   which URLs Herald may call out to ([`config::outbound_url`]).
+//! - [`keys`]: JWK sets (unusable keys skipped, not fatal) and one JWKS URL's cache rules:
+//!   freshness from `Cache-Control`, at most one refetch a minute, the last good set kept.
 //! - [`auth`]: bearer extraction from an upgrade, JWT verification against an algorithm
-//!   allow-list, claim checks at a given `now`, who counts as a producer and as an admin.
+//!   allow-list with keys bound to their issuer, claim checks at a given `now`.
+//! - [`access`]: the one table of credentials and rights, and the check every route's
+//!   caller goes through.
 //! - [`inbox`]: the stored notification log of one user (`Inbox` trait, in-memory store).
 //! - [`history`]: the rules of a seq-numbered log, shared by a user's inbox and a room's
 //!   history: storing a draft (idempotency), replaying after a cursor, retention.
@@ -58,12 +64,14 @@
 //! - `edge` (wasm32 only) maps requests, sockets and storage onto the core and decides
 //!   nothing:
 //!   - `api` (the Worker: routes, upgrades, dev mode), `producer` (the publish path),
-//!     `http` (bounded bodies, assets, CORS), `call` (which object, and one way to call it);
+//!     `http` (bounded bodies, assets, CORS), `call` (which object, and one way to call it),
+//!     `keys` (the per-isolate verifier and JWKS fetches);
 //!   - `user_hub` and `room_hub` (with `routes`, and the room's `send` and `shard`): the
 //!     Durable Objects, over one `runner` (accept, refuse, close handshake, alarm);
 //!   - `sql_inbox` and `sql_room` (schemas in `schema/`): the SQLite stores; `stats`: the
 //!     `StatsHub` object and each object's counters; `log`: one JSON line per event.
 
+pub mod access;
 pub mod attention;
 pub mod auth;
 pub mod config;
@@ -73,6 +81,7 @@ pub mod frame;
 pub mod history;
 pub mod hub;
 pub mod inbox;
+pub mod keys;
 pub mod model;
 pub mod publish;
 pub mod room;

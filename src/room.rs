@@ -38,15 +38,6 @@ pub const MAX_MEMBERS: usize = 1_000;
 /// Scope a token needs to send `publish` frames into a room.
 pub const WRITE_SCOPE: &str = "rooms:write";
 
-/// Whether a token's `rooms` claim grants `room`: an exact name, or `prefix*` for every
-/// room that starts with `prefix` (so `project:*` grants `project:42`, not `projects:1`).
-pub fn grants(granted: &[String], room: &str) -> bool {
-    granted.iter().any(|g| match g.strip_suffix('*') {
-        Some(prefix) => room.len() > prefix.len() && room.starts_with(prefix),
-        None => g == room,
-    })
-}
-
 /// A `PUT /v1/rooms/{room}/members` body: `{"members":["alice", …]}`, deduplicated.
 pub fn parse_members(body: &[u8]) -> Result<Vec<String>, InputError> {
     #[derive(Deserialize)]
@@ -908,21 +899,6 @@ fn presence_frame(action: PresenceAction, user: &str) -> ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn granted(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn grant_matching() {
-        let g = granted(&["project:*", "team:7"]);
-        assert!(grants(&g, "project:42"));
-        assert!(!grants(&g, "projects:1"));
-        assert!(!grants(&g, "project:"));
-        assert!(grants(&g, "team:7"));
-        assert!(!grants(&g, "team:70"));
-        assert!(!grants(&[], "project:42"));
-    }
 
     #[test]
     fn presence_debounce() {

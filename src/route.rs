@@ -6,6 +6,8 @@
 
 use thiserror::Error;
 
+use crate::access::Right;
+
 /// A route the Worker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -25,9 +27,10 @@ pub enum Route {
     RoomConnect,
     /// `GET /v1/rooms/{room}/presence`: who is online in a room the token grants.
     RoomPresence,
-    /// `GET /v1/rooms/{room}/members` (producer key): the room's member list.
+    /// `GET /v1/rooms/{room}/members` (producer key, or `members` scope): the room's
+    /// member list.
     GetMembers,
-    /// `PUT /v1/rooms/{room}/members` (producer key): replace it.
+    /// `PUT /v1/rooms/{room}/members`: replace it.
     PutMembers,
     /// `GET /v1/preferences`: the caller's delivery preferences.
     GetPreferences,
@@ -35,6 +38,8 @@ pub enum Route {
     PutPreferences,
     /// `GET /dev/token`: a token for a dev user; exists only with `DEV_MODE=true`.
     DevToken,
+    /// `POST /dev/publish`: the demo page's publish, with a user token; dev mode only.
+    DevPublish,
     /// `GET /demo`: the notification-center demo page; only with `DEV_MODE=true`.
     Demo,
     /// `GET /demo/herald.js`: the client SDK bundle the demo page loads; dev mode only.
@@ -46,6 +51,54 @@ pub enum Route {
     OpenApi,
     /// `OPTIONS` on any route: a CORS preflight.
     Preflight,
+}
+
+impl Route {
+    /// What the route asks of its caller: the privilege table's row for it, enforced by
+    /// [`crate::access::authorize`] before the route does anything.
+    pub fn right(self) -> Right {
+        match self {
+            Route::Healthz
+            | Route::OpenApi
+            | Route::Preflight
+            | Route::DevToken
+            | Route::Demo
+            | Route::DemoScript => Right::Anyone,
+            Route::Connect
+            | Route::Notifications
+            | Route::MarkRead
+            | Route::DeleteNotification
+            | Route::GetPreferences
+            | Route::PutPreferences
+            | Route::DevPublish => Right::User,
+            Route::RoomConnect | Route::RoomPresence => Right::Room,
+            Route::Publish => Right::Publish,
+            Route::GetMembers | Route::PutMembers => Right::Members,
+            Route::Stats => Right::Stats,
+        }
+    }
+
+    /// Served only with `DEV_MODE=true`; otherwise the route does not exist (404).
+    pub fn dev_only(self) -> bool {
+        matches!(
+            self,
+            Route::DevToken | Route::DevPublish | Route::Demo | Route::DemoScript
+        )
+    }
+
+    /// The path's `{room}` names a room, checked before anything else is read.
+    pub fn names_room(self) -> bool {
+        matches!(
+            self,
+            Route::RoomConnect | Route::RoomPresence | Route::GetMembers | Route::PutMembers
+        )
+    }
+
+    /// A WebSocket upgrade (426 otherwise), whose token may come in the subprotocol or the
+    /// query as well as the `Authorization` header.
+    pub fn is_upgrade(self) -> bool {
+        matches!(self, Route::Connect | Route::RoomConnect)
+    }
 }
 
 /// Why no route serves a request.
@@ -99,6 +152,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/v1/preferences", "GET", Route::GetPreferences),
     ("/v1/preferences", "PUT", Route::PutPreferences),
     ("/dev/token", "GET", Route::DevToken),
+    ("/dev/publish", "POST", Route::DevPublish),
     ("/demo", "GET", Route::Demo),
     ("/demo/herald.js", "GET", Route::DemoScript),
     ("/v1/stats", "GET", Route::Stats),

@@ -6,7 +6,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use herald::auth::{AuthError, KeyError, TokenVerifier, LEEWAY_S, MAX_TOKEN_BYTES};
+use herald::auth::{AuthError, TokenVerifier, LEEWAY_S, MAX_TOKEN_BYTES};
+use herald::keys::KeyError;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -409,11 +410,11 @@ fn a_malformed_jwks_is_a_configuration_error() {
 }
 
 #[test]
-fn every_jwk_needs_a_kid() {
+fn a_jwk_without_a_kid_is_skipped_not_fatal() {
     let mut set: Value = serde_json::from_str(JWKS).unwrap();
     set["keys"][1].as_object_mut().unwrap().remove("kid");
-    let result = TokenVerifier::new(None, Some(&set.to_string()), None, None);
-    assert!(matches!(result, Err(KeyError::Key { .. })));
+    let verifier = TokenVerifier::new(None, Some(&set.to_string()), None, None).unwrap();
+    assert_eq!(verifier.skipped().len(), 1);
 }
 
 #[test]
@@ -428,4 +429,17 @@ fn fractional_numeric_dates_are_read_as_whole_seconds() {
         json!((NOW - LEEWAY_S - 2) as f64 + 0.5),
     );
     assert_eq!(verify(&hs256(&expired)), Err(AuthError::Expired));
+}
+
+#[test]
+fn an_absurd_exp_saturates_instead_of_wrapping() {
+    // 1e300 reads as u64::MAX seconds; scaled to ms for the socket's deadline it must stay
+    // in the far future, not wrap to a time long past (which closed the socket with 4001
+    // at once and had the SDK reconnect in a loop).
+    for exp in [json!(1e300), json!(u64::MAX)] {
+        let claims = verify(&hs256(&with(good_claims(), "exp", exp.clone()))).unwrap();
+        assert_eq!(claims.exp, u64::MAX, "{exp}");
+        let deadline = herald::socket::token_deadline(Some(claims.exp)).unwrap();
+        assert!(deadline > NOW * 1000 * 1000, "{exp}: closed at {deadline}");
+    }
 }

@@ -15,7 +15,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the product's words", &["model"]),
     ("preferences", &["attention"]),
     ("protocol", &["frame"]),
-    ("settings and credentials", &["config", "auth"]),
+    (
+        "settings and credentials",
+        &["config", "keys", "auth", "access"],
+    ),
     ("stores", &["inbox", "room_store"]),
     (
         "log rules, socket rules, timers, counters",

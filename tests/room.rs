@@ -3,6 +3,7 @@
 //! by the hub under `Limits::for_room()`), the per-socket rate limiter, shard placement,
 //! and the publish requests that target a room. A fake clock in milliseconds throughout.
 
+use herald::access::grants;
 use herald::config::Limits;
 use herald::fanout::Outgoing;
 use herald::frame::PresenceAction;
@@ -14,9 +15,8 @@ use herald::model::{
 };
 use herald::publish::PublishRequest;
 use herald::room::{
-    grants, parse_members, place, presence, Admission, Arrival as RoomArrival, Awake,
-    Effect as RoomEffect, Member, Placement, Room, RoomFrame, Roster, MAX_MEMBERS,
-    TYPING_INTERVAL_MS,
+    parse_members, place, presence, Admission, Arrival as RoomArrival, Awake, Effect as RoomEffect,
+    Member, Placement, Room, RoomFrame, Roster, MAX_MEMBERS, TYPING_INTERVAL_MS,
 };
 use herald::room_store::{MemoryRoom, RoomStore};
 use herald::socket::FrameBudget;

@@ -4,7 +4,8 @@
 mod common;
 
 use common::{notification, World, T0};
-use herald::auth::{authorize_admin, AdminError};
+use herald::access::{self, Credential, Keys, Right};
+use herald::auth::{bearer, AuthError, Claims};
 use herald::config::Limits;
 use herald::error::ApiError;
 use herald::frame::{BatchReason, ReadRequest, ServerFrame};
@@ -270,81 +271,81 @@ fn dropped(effects: &[Effect]) -> u64 {
 // ---- who may read them ----------------------------------------------------------------
 
 const ADMIN: &str = "admin-key-0123456789";
+const PUBLISH: &str = "publish-key";
 
-fn no_other(_: &str) -> bool {
-    false
+/// The stats route's check of the credential in `authorization`, as the Worker makes it.
+fn admin_check(authorization: Option<&str>, admin_key: &str) -> Result<Credential, ApiError> {
+    let keys = Keys {
+        publish_key: PUBLISH,
+        admin_key,
+    };
+    // A valid user token: a real credential, just not this one.
+    let verify = |_: &str| {
+        Ok(Claims {
+            sub: "mallory".into(),
+            rooms: vec![],
+            scope: vec!["publish".into()],
+            exp: u64::MAX,
+        })
+    };
+    access::check(bearer(authorization), keys, Right::Stats, None, verify)
 }
 
 #[test]
 fn without_an_admin_key_the_route_is_off() {
-    for key in [None, Some(""), Some("  ")] {
-        assert_eq!(
-            authorize_admin(Some(&format!("Bearer {ADMIN}")), key, no_other),
-            Err(AdminError::NotConfigured)
-        );
+    for key in ["", "  "] {
+        let err = admin_check(Some(&format!("Bearer {ADMIN}")), key).unwrap_err();
+        assert_eq!((err.status, err.code), (404, "not_found"));
+        assert!(err.message.contains("ADMIN_KEY"));
     }
-    let err = ApiError::from(AdminError::NotConfigured);
-    assert_eq!((err.status, err.code), (404, "not_found"));
-    assert!(err.message.contains("ADMIN_KEY"));
 }
 
 #[test]
 fn only_the_admin_key_opens_it() {
     assert_eq!(
-        authorize_admin(Some(&format!("Bearer {ADMIN}")), Some(ADMIN), no_other),
-        Ok(())
+        admin_check(Some(&format!("Bearer {ADMIN}")), ADMIN),
+        Ok(Credential::AdminKey)
     );
     assert_eq!(
-        authorize_admin(Some(&format!("bearer  {ADMIN} ")), Some(ADMIN), no_other),
-        Ok(())
+        admin_check(Some(&format!("bearer  {ADMIN} ")), ADMIN),
+        Ok(Credential::AdminKey)
     );
     for wrong in ["admin-key-012345678", "admin-key-01234567890", "x"] {
-        assert_eq!(
-            authorize_admin(Some(&format!("Bearer {wrong}")), Some(ADMIN), no_other),
-            Err(AdminError::WrongKey),
-            "{wrong:?}"
-        );
+        let err = admin_check(Some(&format!("Bearer {wrong}")), ADMIN).unwrap_err();
+        assert_eq!((err.status, err.code), (401, "invalid_key"), "{wrong:?}");
     }
 }
 
 #[test]
 fn missing_wrong_and_foreign_credentials_get_distinct_answers() {
-    let status = |result: Result<(), AdminError>| {
-        let err = ApiError::from(result.unwrap_err());
+    let status = |authorization: Option<&str>| {
+        let err = admin_check(authorization, ADMIN).unwrap_err();
         (err.status, err.code)
     };
+    assert_eq!(status(None), (401, "missing_token"));
     assert_eq!(
-        status(authorize_admin(None, Some(ADMIN), no_other)),
-        (401, "missing_token")
-    );
-    assert_eq!(
-        status(authorize_admin(Some(ADMIN), Some(ADMIN), no_other)),
+        status(Some(ADMIN)),
         (401, "missing_token"),
         "a key without the Bearer scheme"
     );
-    assert_eq!(
-        status(authorize_admin(Some("Bearer nope"), Some(ADMIN), no_other)),
-        (401, "invalid_key")
-    );
-    // The producer key (or a valid user token) is a real credential, just not this one.
-    let publish_key = |presented: &str| presented == "publish-key";
-    assert_eq!(
-        status(authorize_admin(
-            Some("Bearer publish-key"),
-            Some(ADMIN),
-            publish_key
-        )),
-        (403, "forbidden")
-    );
+    assert_eq!(status(Some("Bearer nope")), (401, "invalid_key"));
+    // The producer key, or a valid user token with every scope, is a real credential,
+    // just not this one.
+    assert_eq!(status(Some("Bearer publish-key")), (403, "forbidden"));
+    assert_eq!(status(Some("Bearer a.b.c")), (403, "forbidden"));
 }
 
 #[test]
 fn the_admin_key_is_checked_before_any_other_credential() {
+    let keys = Keys {
+        publish_key: PUBLISH,
+        admin_key: ADMIN,
+    };
     let mut asked = false;
-    let result = authorize_admin(Some(&format!("Bearer {ADMIN}")), Some(ADMIN), |_| {
+    let result = access::check(Some(ADMIN), keys, Right::Stats, None, |_| {
         asked = true;
-        true
+        Err::<Claims, ApiError>(AuthError::Malformed.into())
     });
-    assert_eq!(result, Ok(()));
+    assert_eq!(result, Ok(Credential::AdminKey));
     assert!(!asked, "no token verification for the right key");
 }

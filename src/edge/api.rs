@@ -12,11 +12,13 @@ use worker::{event, Context, Env, Headers, Method, Request, Response, Result};
 
 use super::call::{self, to_hub, to_room};
 use super::http::{asset, bounded_body, preflight, with_cors};
+use super::keys::Keys;
 use super::{
     config, error_response, header, internal, internal_error, json_response, log, now_s, producer,
-    secret, stats, var,
+    random_id, secret, stats, var,
 };
-use crate::auth::{self, AuthError, Claims, TokenVerifier};
+use crate::access::{self, Credential, Right};
+use crate::auth::{self, AuthError, Claims};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::{self, MAX_DEVICE_LEN, MAX_ROOM_LEN};
@@ -44,6 +46,8 @@ fn start() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let origin = req.headers().get("Origin")?;
     let path = req.path();
+    // Ties a client's 5xx to the log line that says what went wrong.
+    let request_id = header(req.headers(), "cf-ray").unwrap_or_else(|| random_id("req_"));
     // Only an allowed origin may read the answer: a refusal must not carry CORS headers.
     let mut cors_origin = None;
     let answer = match config(&env) {
@@ -59,9 +63,15 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let response = answer.or_else(|err| {
         log::event(
             "error",
-            json!({ "path": path, "status": err.status, "code": err.code, "message": err.message }),
+            json!({
+                "path": path,
+                "request_id": request_id,
+                "status": err.status,
+                "code": err.code,
+                "message": err.message,
+            }),
         );
-        error_response(&err)
+        error_response(err.status, err.public_body(&request_id))
     })?;
     // The upgrade's 101 is returned untouched; everything else may be read by a browser app.
     if response.status_code() == 101 {
@@ -83,13 +93,28 @@ async fn serve(
         Err(e @ route::RouteError::MethodNotAllowed { .. }) => return method_not_allowed(e),
         Err(e) => return Err(e.into()),
     };
-    match resolved.route {
-        Route::Healthz => json_response(200, &json!({ "status": "ok" })),
+    let route = resolved.route;
+    // Outside dev mode these routes do not exist at all.
+    if route.dev_only() && !config.dev_mode {
+        return Err(route::RouteError::NotFound.into());
+    }
+    let id = resolved.id.unwrap_or_default();
+    let room = match route.names_room() {
+        true => Some(model::check_name("room", &id, MAX_ROOM_LEN)?),
+        false => None,
+    };
+    let upgrade = match route.is_upgrade() {
+        true => Some(Upgrade::read(&req)?),
+        false => None,
+    };
+    let caller = caller(&req, env, route, room, upgrade.as_ref()).await?;
+    let room = room.unwrap_or_default();
+    match route {
+        Route::Healthz => healthz(env),
         Route::Preflight => preflight(),
-        Route::Connect => connect(req, env).await,
-        Route::Publish => producer::publish(req, env, config).await,
+        Route::Connect => connect(env, &caller, upgrade.unwrap_or_default()).await,
+        Route::Publish | Route::DevPublish => producer::publish(req, env, config).await,
         Route::Notifications => {
-            let user = user_from_bearer(&req, env)?;
             let query = req
                 .url()
                 .map_err(internal_error)?
@@ -99,95 +124,103 @@ async fn serve(
                 Some(q) => format!("/notifications?{q}"),
                 None => "/notifications".to_owned(),
             };
-            to_hub(env, &user, Method::Get, &path, &[], None).await
+            to_hub(env, user(&caller)?, Method::Get, &path, &[], None).await
         }
         Route::MarkRead => {
-            let user = user_from_bearer(&req, env)?;
             let body = bounded_body(req, config.limits.max_frame_bytes).await?;
-            to_hub(env, &user, Method::Post, "/read", &[], Some(body)).await
+            to_hub(env, user(&caller)?, Method::Post, "/read", &[], Some(body)).await
         }
         Route::DeleteNotification => {
-            let user = user_from_bearer(&req, env)?;
-            let id = resolved.id.unwrap_or_default();
             if id.len() > MAX_ID_LEN {
                 return Err(ApiError::new(404, "not_found", "no such notification"));
             }
-            to_hub(
-                env,
-                &user,
-                Method::Post,
-                "/delete",
-                &[(internal::ID, &id)],
-                None,
-            )
-            .await
+            let id = [(internal::ID, id.as_str())];
+            to_hub(env, user(&caller)?, Method::Post, "/delete", &id, None).await
         }
-        Route::RoomConnect => room_connect(req, env, &resolved.id.unwrap_or_default()).await,
-        Route::RoomPresence => {
-            let room = resolved.id.unwrap_or_default();
-            let name = model::check_name("room", &room, MAX_ROOM_LEN)?;
-            grant(&claims_from_bearer(&req, env)?, name)?;
-            to_room(env, name, Method::Get, "/presence", &[], None).await
-        }
+        Route::RoomConnect => room_connect(env, &caller, room, upgrade.unwrap_or_default()).await,
+        Route::RoomPresence => to_room(env, room, Method::Get, "/presence", &[], None).await,
         Route::GetMembers | Route::PutMembers => {
-            let authorization = header(req.headers(), "Authorization");
-            let publish_key = secret(env, "PUBLISH_KEY").unwrap_or_default();
-            auth::authorize_producer(authorization.as_deref(), &publish_key, |token| {
-                verify(env, token)
-            })?;
-            let room = resolved.id.unwrap_or_default();
-            let name = model::check_name("room", &room, MAX_ROOM_LEN)?;
-            let body = match resolved.route {
+            let body = match route {
                 Route::PutMembers => Some(members_body(req, config).await?),
                 _ => None,
             };
-            to_room(env, name, method, "/members", &[], body).await
+            to_room(env, room, method, "/members", &[], body).await
         }
         Route::GetPreferences => {
-            let user = user_from_bearer(&req, env)?;
-            to_hub(env, &user, Method::Get, "/preferences", &[], None).await
+            to_hub(env, user(&caller)?, Method::Get, "/preferences", &[], None).await
         }
         Route::PutPreferences => {
-            let user = user_from_bearer(&req, env)?;
             let body = bounded_body(req, config.limits.max_frame_bytes).await?;
-            to_hub(env, &user, Method::Put, "/preferences", &[], Some(body)).await
+            to_hub(
+                env,
+                user(&caller)?,
+                Method::Put,
+                "/preferences",
+                &[],
+                Some(body),
+            )
+            .await
         }
-        Route::DevToken if config.dev_mode => dev_token(&req, env),
-        Route::Demo if config.dev_mode => asset(DEMO_PAGE, "text/html; charset=utf-8"),
-        Route::DemoScript if config.dev_mode => asset(DEMO_SDK, "text/javascript; charset=utf-8"),
-        // Outside dev mode these routes do not exist at all.
-        Route::DevToken | Route::Demo | Route::DemoScript => {
-            Err(route::RouteError::NotFound.into())
-        }
-        Route::Stats => {
-            authorize_admin(&req, env)?;
-            stats::summary(env).await
-        }
+        Route::DevToken => dev_token(&req, env),
+        Route::Demo => asset(DEMO_PAGE, "text/html; charset=utf-8"),
+        Route::DemoScript => asset(DEMO_SDK, "text/javascript; charset=utf-8"),
+        Route::Stats => stats::summary(env).await,
         Route::OpenApi => asset(OPENAPI, "application/json"),
     }
 }
 
-/// `GET /v1/stats` takes only `ADMIN_KEY`. Another valid credential (the producer key, a
-/// user token) is forbidden rather than unauthenticated, so its holder learns that the
-/// key is right but not enough.
-fn authorize_admin(req: &Request, env: &Env) -> std::result::Result<(), ApiError> {
+/// The caller of `route`, checked against its row of the privilege table
+/// ([`access::check`]) before the route does anything: the one place access is decided.
+async fn caller(
+    req: &Request,
+    env: &Env,
+    route: Route,
+    room: Option<&str>,
+    upgrade: Option<&Upgrade>,
+) -> std::result::Result<Credential, ApiError> {
+    let right = route.right();
+    if right == Right::Anyone {
+        return Ok(Credential::Nothing);
+    }
     let authorization = header(req.headers(), "Authorization");
-    let admin_key = secret(env, "ADMIN_KEY");
-    auth::authorize_admin(
-        authorization.as_deref(),
-        admin_key.as_deref(),
-        |presented| {
-            let publish_key = secret(env, "PUBLISH_KEY").unwrap_or_default();
-            auth::publish_key_matches(presented, &publish_key) || verify(env, presented).is_ok()
-        },
-    )?;
-    Ok(())
+    let presented = match upgrade {
+        Some(upgrade) => upgrade.token.as_deref(),
+        None => auth::bearer(authorization.as_deref()),
+    };
+    let keys = Keys::for_token(env, presented).await?;
+    let publish_key = secret(env, "PUBLISH_KEY").unwrap_or_default();
+    let admin_key = secret(env, "ADMIN_KEY").unwrap_or_default();
+    let deployment = access::Keys {
+        publish_key: &publish_key,
+        admin_key: &admin_key,
+    };
+    access::check(presented, deployment, right, room, |token| {
+        keys.verify(token).map_err(ApiError::from)
+    })
+}
+
+/// The user a user route acts for: only ever the verified token's subject.
+fn user(caller: &Credential) -> std::result::Result<&str, ApiError> {
+    match caller.claims() {
+        Some(claims) => Ok(&claims.sub),
+        None => Err(AuthError::MissingToken.into()),
+    }
+}
+
+/// `GET /healthz`: 200, or 503 `misconfigured` when the deployment's key settings would
+/// accept tokens meant for someone else (public keys without an issuer or audience).
+fn healthz(env: &Env) -> std::result::Result<Response, ApiError> {
+    match super::keys::misconfiguration(env)? {
+        Some(problem) => Err(ApiError::misconfigured(problem)),
+        None => json_response(200, &json!({ "status": "ok" })),
+    }
 }
 
 /// 405 with the `Allow` header RFC 9110 asks for.
 fn method_not_allowed(err: route::RouteError) -> std::result::Result<Response, ApiError> {
     let allow = err.allow().unwrap_or_default();
-    let mut response = error_response(&err.into()).map_err(internal_error)?;
+    let err = ApiError::from(err);
+    let mut response = error_response(err.status, err.body()).map_err(internal_error)?;
     response
         .headers_mut()
         .set("Allow", &allow)
@@ -219,22 +252,23 @@ fn dev_token(req: &Request, env: &Env) -> std::result::Result<Response, ApiError
     )
 }
 
-/// `GET /v1/connect`: verify the token, then let the user's hub accept the socket.
-async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiError> {
-    let upgrade = Upgrade::read(&req, env)?;
+/// `GET /v1/connect`: the user's hub accepts the socket.
+async fn connect(
+    env: &Env,
+    caller: &Credential,
+    upgrade: Upgrade,
+) -> std::result::Result<Response, ApiError> {
+    let claims = caller.claims().ok_or(AuthError::MissingToken)?;
     let device = upgrade.query("device");
     if let Some(d) = &device {
         model::check_name("device", d, MAX_DEVICE_LEN)?;
     }
-    let headers = upgrade.headers()?;
+    let headers = upgrade.headers(claims)?;
     if let Some(d) = &device {
         headers.set(internal::DEVICE, d).map_err(internal_error)?;
     }
-    headers
-        .set(internal::EXP, &upgrade.claims.exp.to_string())
-        .map_err(internal_error)?;
     call::call(
-        call::hub(env, &upgrade.claims.sub)?,
+        call::hub(env, &claims.sub)?,
         Method::Get,
         "/connect",
         headers,
@@ -243,25 +277,22 @@ async fn connect(req: Request, env: &Env) -> std::result::Result<Response, ApiEr
     .await
 }
 
-/// `GET /v1/rooms/{room}/connect`: the token must grant the room.
+/// `GET /v1/rooms/{room}/connect`: the room's root accepts the socket (that the token
+/// grants the room, [`access::check`] saw to).
 async fn room_connect(
-    req: Request,
     env: &Env,
+    caller: &Credential,
     room: &str,
+    upgrade: Upgrade,
 ) -> std::result::Result<Response, ApiError> {
-    let name = model::check_name("room", room, MAX_ROOM_LEN)?;
-    let upgrade = Upgrade::read(&req, env)?;
-    grant(&upgrade.claims, name)?;
-    let headers = upgrade.headers()?;
-    headers.set(internal::ROOM, name).map_err(internal_error)?;
-    headers
-        .set(internal::EXP, &upgrade.claims.exp.to_string())
-        .map_err(internal_error)?;
-    if upgrade.claims.has_scope(room::WRITE_SCOPE) {
+    let claims = caller.claims().ok_or(AuthError::MissingToken)?;
+    let headers = upgrade.headers(claims)?;
+    headers.set(internal::ROOM, room).map_err(internal_error)?;
+    if claims.has_scope(room::WRITE_SCOPE) {
         headers.set(internal::WRITE, "1").map_err(internal_error)?;
     }
     call::call(
-        call::root_stub(env, name)?,
+        call::root_stub(env, room)?,
         Method::Get,
         "/connect",
         headers,
@@ -270,16 +301,18 @@ async fn room_connect(
     .await
 }
 
-/// A verified WebSocket upgrade: the token's claims and what the client asked for.
+/// A WebSocket upgrade request: its token (not yet verified) and what the client asked for.
+#[derive(Default)]
 struct Upgrade {
-    claims: Claims,
+    token: Option<String>,
     answer_protocol: bool,
     since: Option<u64>,
-    url: worker::Url,
+    url: Option<worker::Url>,
 }
 
 impl Upgrade {
-    fn read(req: &Request, env: &Env) -> std::result::Result<Self, ApiError> {
+    /// 426 unless `req` asks for a WebSocket; 400 on a bad `since`.
+    fn read(req: &Request) -> std::result::Result<Self, ApiError> {
         let headers = req.headers();
         let is_upgrade =
             header(headers, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
@@ -298,8 +331,7 @@ impl Upgrade {
             header(headers, "Authorization").as_deref(),
             header(headers, "Sec-WebSocket-Protocol").as_deref(),
             query("token").as_deref(),
-        )?;
-        let claims = verify(env, &presented.token)?;
+        );
         let since = query("since")
             .map(|s| {
                 s.parse::<u64>()
@@ -307,26 +339,28 @@ impl Upgrade {
             })
             .transpose()?;
         Ok(Self {
-            claims,
-            answer_protocol: presented.answer_protocol,
+            answer_protocol: presented.as_ref().is_some_and(|p| p.answer_protocol),
+            token: presented.map(|p| p.token),
             since,
-            url,
+            url: Some(url),
         })
     }
 
     fn query(&self, name: &str) -> Option<String> {
         self.url
+            .as_ref()?
             .query_pairs()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     }
 
     /// The headers every forwarded upgrade carries: only what the Worker verified.
-    fn headers(&self) -> std::result::Result<Headers, ApiError> {
+    fn headers(&self, claims: &Claims) -> std::result::Result<Headers, ApiError> {
         let headers = Headers::new();
         let set = |name: &str, value: &str| headers.set(name, value).map_err(internal_error);
         set("Upgrade", "websocket")?;
-        set(internal::USER, &self.claims.sub)?;
+        set(internal::USER, &claims.sub)?;
+        set(internal::EXP, &claims.exp.to_string())?;
         if self.answer_protocol {
             set(internal::PROTOCOL, auth::PROTOCOL)?;
         }
@@ -342,39 +376,4 @@ async fn members_body(req: Request, config: &Config) -> std::result::Result<Vec<
     let body = bounded_body(req, config.limits.max_publish_bytes).await?;
     let members = room::parse_members(&body)?;
     serde_json::to_vec(&members).map_err(internal_error)
-}
-
-/// The verified claims of a REST route's `Authorization: Bearer` token.
-fn claims_from_bearer(req: &Request, env: &Env) -> std::result::Result<Claims, ApiError> {
-    let authorization = header(req.headers(), "Authorization");
-    let token = auth::bearer(authorization.as_deref()).ok_or(AuthError::MissingToken)?;
-    verify(env, token)
-}
-
-/// 403 unless the token's `rooms` claim grants `room`.
-fn grant(claims: &Claims, room: &str) -> std::result::Result<(), ApiError> {
-    match room::grants(&claims.rooms, room) {
-        true => Ok(()),
-        false => Err(ApiError::room_not_granted()),
-    }
-}
-
-/// The caller of a REST route: the `sub` of a verified `Authorization: Bearer` token.
-fn user_from_bearer(req: &Request, env: &Env) -> std::result::Result<String, ApiError> {
-    Ok(claims_from_bearer(req, env)?.sub)
-}
-
-/// A user token's claims, verified against the configured keys now.
-pub(crate) fn verify(env: &Env, token: &str) -> std::result::Result<Claims, ApiError> {
-    Ok(verifier(env)?.verify(token, now_s())?)
-}
-
-fn verifier(env: &Env) -> std::result::Result<TokenVerifier, ApiError> {
-    TokenVerifier::new(
-        secret(env, "JWT_SECRET").as_deref(),
-        secret(env, "JWT_JWKS").as_deref(),
-        var(env, "JWT_ISSUER"),
-        var(env, "JWT_AUDIENCE"),
-    )
-    .map_err(|e| ApiError::internal(format!("configuration: {e}")))
 }

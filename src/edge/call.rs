@@ -65,8 +65,9 @@ pub(crate) fn headers(pairs: &[(&str, &str)]) -> Result<Headers, ApiError> {
     Ok(headers)
 }
 
-/// One internal request to an object; a body is JSON. Only a failure to reach the
-/// object is an error here: what it answered is the caller's to read.
+/// One internal request to an object; a body is JSON. A failure to reach the object, or
+/// a 5xx from it, is an error here (its text then goes only to the log); any other answer
+/// is the caller's to read.
 pub(crate) async fn call(
     stub: Stub,
     method: Method,
@@ -85,7 +86,16 @@ pub(crate) async fn call(
         .with_body(body.map(|b| worker::js_sys::Uint8Array::from(b.as_slice()).into()));
     let url = format!("{}{path}", internal::HUB_ORIGIN);
     let request = Request::new_with_init(&url, &init).map_err(internal_error)?;
-    stub.fetch_with_request(request)
+    let mut response = stub
+        .fetch_with_request(request)
         .await
-        .map_err(|e| ApiError::unavailable(format!("durable object: {e}")))
+        .map_err(|e| ApiError::unavailable(format!("durable object: {e}")))?;
+    if response.status_code() < 500 {
+        return Ok(response);
+    }
+    let status = response.status_code();
+    let text = response.text().await.unwrap_or_default();
+    Err(ApiError::unavailable(format!(
+        "durable object answered {status}: {text}"
+    )))
 }

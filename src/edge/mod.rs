@@ -8,6 +8,7 @@
 mod api;
 mod call;
 mod http;
+mod keys;
 mod log;
 mod producer;
 mod room_hub;
@@ -34,9 +35,6 @@ pub(crate) mod internal {
     pub const ROOM: &str = "x-herald-room";
     /// Present when the token has `rooms:write`.
     pub const WRITE: &str = "x-herald-write";
-    /// Present on a room publish that is also filed in the members' inboxes: the room
-    /// answers its member list.
-    pub const MEMBERS: &str = "x-herald-members";
     /// Set on requests to a room's shard object: its number.
     pub const SHARD: &str = "x-herald-shard";
     /// On an upgrade handed to a shard: the socket's attachment, as the root admitted it.
@@ -55,11 +53,12 @@ pub(crate) fn json_response(
         .map_err(internal_error)
 }
 
-pub(crate) fn error_response(err: &ApiError) -> Result<Response> {
+/// An error answer with `body` (see [`ApiError::body`] and [`ApiError::public_body`]).
+pub(crate) fn error_response(status: u16, body: String) -> Result<Response> {
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
-    Ok(Response::ok(err.body())?
-        .with_status(err.status)
+    Ok(Response::ok(body)?
+        .with_status(status)
         .with_headers(headers))
 }
 
@@ -105,7 +104,7 @@ pub(crate) fn config(env: &Env) -> std::result::Result<&'static Config, ApiError
         return Ok(config);
     }
     let fresh = Config::from_lookup(|name| var(env, name))
-        .map_err(|e| ApiError::internal(format!("configuration: {e}")))?;
+        .map_err(|e| ApiError::misconfigured(format!("configuration: {e}")))?;
     Ok(CONFIG.get_or_init(|| fresh))
 }
 
@@ -137,11 +136,13 @@ pub(crate) fn var(env: &Env, name: &str) -> Option<String> {
     env.var(name).ok().map(|v| v.to_string())
 }
 
+/// A secret (or, locally, a var of that name); an empty one counts as unset.
 pub(crate) fn secret(env: &Env, name: &str) -> Option<String> {
     env.secret(name)
         .ok()
         .map(|v| v.to_string())
         .or_else(|| var(env, name))
+        .filter(|v| !v.trim().is_empty())
 }
 
 pub(crate) fn now_ms() -> u64 {
