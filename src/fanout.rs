@@ -109,7 +109,7 @@ fn absorb(last: &mut Outgoing, next: Outgoing) -> Option<Outgoing> {
                 frame: ServerFrame::Notification(item),
                 except: None,
             },
-        ) if last_to_all => {
+        ) if last_to_all && ServerFrame::fits(items, &item) => {
             items.push(item);
             None
         }
@@ -119,7 +119,7 @@ fn absorb(last: &mut Outgoing, next: Outgoing) -> Option<Outgoing> {
                 frame: ServerFrame::Notification(item),
                 except: None,
             },
-        ) if last_to_all => {
+        ) if last_to_all && ServerFrame::fits(std::slice::from_ref(first), &item) => {
             last.frame = ServerFrame::Batch {
                 reason: BatchReason::Burst,
                 items: vec![first.clone(), item],

@@ -54,7 +54,8 @@ pub enum ServerFrame {
     Batch {
         /// Why these items travel together.
         reason: BatchReason,
-        /// The notifications; a replay sends at most 100 per frame.
+        /// The notifications: at most 100 per frame in a replay, and at most
+        /// [`MAX_BATCH_BYTES`] of content in any batch (always at least one item).
         items: Vec<Notification>,
     },
     /// The replay is complete: everything up to `seq` has been sent; live items follow.
@@ -158,7 +159,46 @@ pub struct Page {
     pub next_after: Option<Seq>,
 }
 
+/// Most notification content (as `MAX_NOTIFICATION_BYTES` counts it) one `batch` frame
+/// carries: a replay, digest or burst larger than this goes out as several frames, so a
+/// frame stays far below what a runtime or browser takes as one message, and a sender
+/// never builds one huge string.
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 impl ServerFrame {
+    /// `items` as `batch` frames of at most [`MAX_BATCH_BYTES`] of content each, in order;
+    /// an item larger than that travels alone.
+    pub fn batches(reason: BatchReason, items: Vec<Notification>) -> Vec<ServerFrame> {
+        let mut frames = Vec::new();
+        let mut current: Vec<Notification> = Vec::new();
+        let mut bytes = 0;
+        for item in items {
+            let size = item.stored_size();
+            if !current.is_empty() && bytes + size > MAX_BATCH_BYTES {
+                frames.push(ServerFrame::Batch {
+                    reason,
+                    items: std::mem::take(&mut current),
+                });
+                bytes = 0;
+            }
+            bytes += size;
+            current.push(item);
+        }
+        if !current.is_empty() {
+            frames.push(ServerFrame::Batch {
+                reason,
+                items: current,
+            });
+        }
+        frames
+    }
+
+    /// Whether `next` may join a batch holding `items` within [`MAX_BATCH_BYTES`].
+    pub fn fits(items: &[Notification], next: &Notification) -> bool {
+        let held: usize = items.iter().map(Notification::stored_size).sum();
+        held + next.stored_size() <= MAX_BATCH_BYTES
+    }
+
     /// An `error` frame; the socket stays open unless a close follows.
     pub fn error(code: &str, message: impl Into<String>) -> Self {
         Self::Error {

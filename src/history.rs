@@ -115,10 +115,7 @@ pub fn replay(inbox: &impl Inbox, since: Seq, now_ms: u64) -> Result<Vec<ServerF
         let Some(last) = items.last() else { break };
         cursor = last.seq;
         let full = items.len() == REPLAY_BATCH;
-        frames.push(ServerFrame::Batch {
-            reason: BatchReason::Replay,
-            items,
-        });
+        frames.extend(ServerFrame::batches(BatchReason::Replay, items));
         if !full {
             break;
         }

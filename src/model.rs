@@ -69,6 +69,15 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// Its content's size, as [`Draft::stored_size`] counts it.
+    pub fn stored_size(&self) -> usize {
+        content_size(
+            &self.event,
+            [&self.title, &self.body, &self.actor],
+            &self.data,
+        )
+    }
+
     /// Visible at `now_ms`: not past its TTL.
     pub fn live_at(&self, now_ms: u64) -> bool {
         self.expires_at.is_none_or(|at| at > now_ms)
@@ -134,6 +143,26 @@ pub struct Draft {
     pub ttl_s: Option<u64>,
 }
 
+impl Draft {
+    /// What the notification weighs in storage and on the wire, as
+    /// `MAX_NOTIFICATION_BYTES` counts it: event, title, body, data (as JSON) and actor.
+    pub fn stored_size(&self) -> usize {
+        content_size(
+            &self.event,
+            [&self.title, &self.body, &self.actor],
+            &self.data,
+        )
+    }
+}
+
+fn content_size(event: &str, texts: [&Option<String>; 3], data: &Option<Value>) -> usize {
+    let texts: usize = texts
+        .iter()
+        .map(|t| t.as_ref().map_or(0, String::len))
+        .sum();
+    event.len() + texts + data.as_ref().map_or(0, |d| d.to_string().len())
+}
+
 /// A request body (or query) the client got wrong: the answer is 400 naming the field, or
 /// 413 for a body over its limit. Shared by every route that validates input.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -142,6 +171,16 @@ pub enum InputError {
     #[error("the body is {size} bytes; the limit is {limit}")]
     TooLarge {
         /// Bytes sent (or declared).
+        size: usize,
+        /// Bytes allowed.
+        limit: usize,
+    },
+    /// One notification is over `MAX_NOTIFICATION_BYTES`.
+    #[error("{field}: the notification is {size} bytes (event, title, body, data and actor); the limit is {limit}")]
+    ItemTooLarge {
+        /// Path of the message, e.g. `messages[2]` (`message` for a single one).
+        field: String,
+        /// Its stored size.
         size: usize,
         /// Bytes allowed.
         limit: usize,

@@ -182,20 +182,101 @@ impl PublishRequest {
         groups
     }
 
-    /// The 202's body: per message, its id and each recipient's seq (or the room's seq
-    /// and how many members it was filed for), a batch as `{"messages":[…]}` in request
-    /// order. `None` when a receipt is missing: an object did not store every message.
-    pub fn answer(&self, receipts: &Receipts<'_>) -> Option<Value> {
+    /// The rooms whose members `inbox:true` messages are filed for, each once.
+    pub fn filed_rooms(&self) -> Vec<&str> {
+        let mut rooms: Vec<&str> = Vec::new();
+        for m in self.messages.iter().filter(|m| m.inbox) {
+            if let Some(room) = m.room.as_deref().filter(|r| !rooms.contains(r)) {
+                rooms.push(room);
+            }
+        }
+        rooms
+    }
+
+    /// Checked before anything is stored: the distinct users the request reaches, its
+    /// `to.users` and the members of every room it files for (`members`, by room), are at
+    /// most `MAX_RECIPIENTS`. Each is a call into a user object.
+    pub fn check_reach(
+        &self,
+        members: &HashMap<String, Vec<String>>,
+        limits: &Limits,
+    ) -> Result<(), InputError> {
+        let mut reached: HashSet<&str> = self
+            .messages
+            .iter()
+            .flat_map(|m| m.recipients.iter().map(String::as_str))
+            .collect();
+        for room in self.filed_rooms() {
+            reached.extend(members.get(room).into_iter().flatten().map(String::as_str));
+        }
+        if reached.len() > limits.max_recipients {
+            return Err(field_error(
+                "to",
+                format!(
+                    "{} distinct recipients, room members' inboxes included; one request may \
+                     reach at most {} (MAX_RECIPIENTS)",
+                    reached.len(),
+                    limits.max_recipients
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What each member's inbox gets for the `inbox:true` messages whose room stored them
+    /// (`rooms`: the room's receipt by draft id): one entry per member, in publish order,
+    /// each filed draft beside the id of the message it files.
+    pub fn filings(
+        &self,
+        members: &HashMap<String, Vec<String>>,
+        rooms: &HashMap<&str, Receipt>,
+    ) -> Vec<(String, Vec<(&str, Draft)>)> {
+        let mut groups: Vec<(String, Vec<(&str, Draft)>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for m in self.messages.iter().filter(|m| m.inbox) {
+            let id = m.draft.id.as_str();
+            let (Some(room), Some(stored)) = (m.room.as_deref(), rooms.get(id)) else {
+                continue;
+            };
+            let filed = m.filing(room, stored);
+            for member in members.get(room).into_iter().flatten() {
+                let slot = *index.entry(member.as_str()).or_insert_with(|| {
+                    groups.push((member.clone(), Vec::new()));
+                    groups.len() - 1
+                });
+                groups[slot].1.push((id, filed.clone()));
+            }
+        }
+        groups
+    }
+
+    /// The answer: per message, its id and each recipient's seq (or the room's seq and
+    /// how many members it was filed for), a batch as `{"messages":[…]}` in request
+    /// order. A target that was not stored is listed with `"stored":false`, and the
+    /// answer is then not complete: a 503 carrying it, which a retry with the same
+    /// idempotency keys completes. `members` are the rooms' member lists it was filed for.
+    pub fn answer(
+        &self,
+        receipts: &Receipts<'_>,
+        members: &HashMap<String, Vec<String>>,
+    ) -> Answer {
+        let mut complete = true;
         let mut results = Vec::with_capacity(self.messages.len());
         for m in &self.messages {
             let id = m.draft.id.as_str();
             if let Some(room) = &m.room {
-                let (receipt, filed) = receipts.rooms.get(id)?;
+                let Some(receipt) = receipts.rooms.get(id) else {
+                    complete = false;
+                    results.push(json!({ "id": id, "room": room, "stored": false }));
+                    continue;
+                };
                 let mut result = json!({ "id": receipt.id, "room": room, "seq": receipt.seq });
                 if receipt.duplicate {
                     result["duplicate"] = true.into();
                 }
                 if m.inbox {
+                    let filed = receipts.filed.get(id).copied().unwrap_or_default();
+                    complete &= filed == members.get(room.as_str()).map_or(0, Vec::len);
                     result["inbox"] = json!({ "members": filed });
                 }
                 results.push(result);
@@ -204,7 +285,11 @@ impl PublishRequest {
             let mut first_id = None;
             let mut recipients = Vec::with_capacity(m.recipients.len());
             for user in &m.recipients {
-                let receipt = receipts.users.get(&(id, user.as_str()))?;
+                let Some(receipt) = receipts.users.get(&(id, user.as_str())) else {
+                    complete = false;
+                    recipients.push(json!({ "user": user, "stored": false }));
+                    continue;
+                };
                 // A repeated idempotency key answers with the id first stored.
                 first_id.get_or_insert_with(|| receipt.id.clone());
                 let mut recipient = json!({ "user": user, "seq": receipt.seq });
@@ -213,14 +298,25 @@ impl PublishRequest {
                 }
                 recipients.push(recipient);
             }
-            results.push(json!({ "id": first_id, "recipients": recipients }));
+            let id = first_id.unwrap_or_else(|| id.to_owned());
+            results.push(json!({ "id": id, "recipients": recipients }));
         }
-        if self.batch {
-            Some(json!({ "messages": results }))
-        } else {
-            results.into_iter().next()
-        }
+        let body = match self.batch {
+            true => json!({ "messages": results }),
+            false => results.into_iter().next().unwrap_or_default(),
+        };
+        Answer { body, complete }
     }
+}
+
+/// What a publish answers: the body, and whether every target was stored (a 202) or not
+/// (a 503 carrying the body as what was stored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// In the 202's shape.
+    pub body: Value,
+    /// Every room, recipient and member filing stored.
+    pub complete: bool,
 }
 
 impl Message {
@@ -236,12 +332,15 @@ impl Message {
     }
 }
 
-/// What storing a request answered, by draft id: each room message's receipt with how
-/// many members it was filed for, and each user message's receipt per recipient.
+/// What storing a request answered, by draft id: each room message's receipt, how many
+/// of its members it was filed for, and each user message's receipt per recipient. A
+/// target that failed has no entry.
 #[derive(Debug, Default)]
 pub struct Receipts<'a> {
-    /// Room messages: the room's receipt and the members it was filed for.
-    pub rooms: HashMap<&'a str, (Receipt, usize)>,
+    /// Room messages: the room's receipt.
+    pub rooms: HashMap<&'a str, Receipt>,
+    /// `inbox:true` room messages: how many members it was filed for.
+    pub filed: HashMap<&'a str, usize>,
     /// User messages: the receipt of each (draft id, recipient).
     pub users: HashMap<(&'a str, &'a str), Receipt>,
 }
@@ -295,7 +394,7 @@ fn parse_message(
             )
         })?,
     };
-    Ok(Message {
+    let message = Message {
         recipients,
         inbox,
         draft: Draft {
@@ -324,7 +423,19 @@ fn parse_message(
             room: room.clone(),
         },
         room,
-    })
+    };
+    let size = message.draft.stored_size();
+    if size > limits.max_notification_bytes {
+        return Err(InputError::ItemTooLarge {
+            field: match path.trim_end_matches('.') {
+                "" => "message".to_owned(),
+                path => path.to_owned(),
+            },
+            size,
+            limit: limits.max_notification_bytes,
+        });
+    }
+    Ok(message)
 }
 
 /// `to`: `{"users":[…]}` or `{"room":"…"}`.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{notification as stored, T0};
 use herald::fanout::{coalesce, Outgoing, Pace, GATHER_MS, SEND_COST_US, SLACK_MS};
-use herald::frame::{BatchReason, PresenceAction, ServerFrame};
+use herald::frame::{BatchReason, PresenceAction, ServerFrame, MAX_BATCH_BYTES};
 use herald::model::{Notification, Seq};
 
 /// A room message `msg_{seq}`.
@@ -208,4 +208,52 @@ fn burst_is_a_batch_reason_on_the_wire() {
         serde_json::to_string(&BatchReason::Burst).unwrap(),
         r#""burst""#
     );
+}
+
+/// A room message of about `bytes` of content.
+fn sized(seq: Seq, bytes: usize) -> Notification {
+    Notification {
+        data: Some(serde_json::json!("x".repeat(bytes))),
+        ..item(seq)
+    }
+}
+
+#[test]
+fn batches_stay_under_their_byte_bound_and_keep_order() {
+    let items: Vec<Notification> = (1..=40).map(|seq| sized(seq, 16 * 1024)).collect();
+    let frames = ServerFrame::batches(BatchReason::Replay, items);
+    let mut seqs = Vec::new();
+    for frame in &frames {
+        let ServerFrame::Batch { items, .. } = frame else {
+            panic!("not a batch: {frame:?}");
+        };
+        let bytes: usize = items.iter().map(Notification::stored_size).sum();
+        assert!(bytes <= MAX_BATCH_BYTES, "{bytes}");
+        seqs.extend(items.iter().map(|n| n.seq));
+    }
+    assert!(
+        frames.len() >= 3,
+        "40 items of 16 KiB need at least three frames"
+    );
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    // An item over the bound still travels, alone.
+    let big = ServerFrame::batches(
+        BatchReason::Replay,
+        vec![sized(1, MAX_BATCH_BYTES + 1), item(2)],
+    );
+    assert_eq!(big.len(), 2);
+}
+
+#[test]
+fn a_burst_stops_growing_at_the_byte_bound() {
+    let queued = (1..=40)
+        .map(|seq| Outgoing::to_all(ServerFrame::Notification(sized(seq, 16 * 1024))))
+        .collect();
+    let out = coalesce(queued);
+    assert!(out.len() >= 3, "{} frames", out.len());
+    for o in &out {
+        if let ServerFrame::Batch { items, .. } = &o.frame {
+            assert!(items.iter().map(Notification::stored_size).sum::<usize>() <= MAX_BATCH_BYTES);
+        }
+    }
 }

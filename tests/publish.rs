@@ -4,6 +4,8 @@
 use herald::config::Limits;
 use herald::model::{InputError, Priority, Receipt};
 use herald::publish::{PublishRequest, Receipts};
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 // ---- helpers ------------------------------------------------------------------------
@@ -145,6 +147,42 @@ fn a_body_over_the_size_limit_is_too_large() {
             limit
         })
     );
+}
+
+#[test]
+fn each_notification_is_bounded_by_its_stored_size() {
+    let limit = Limits::default().max_notification_bytes;
+    assert_eq!(limit, 16 * 1024);
+    // `data` of a length that makes event ("e") + data (as JSON, with its quotes) exact.
+    let sized = |total: usize| {
+        let mut m = message("e", &["alice"]);
+        m["data"] = json!("x".repeat(total - 1 - 2));
+        m
+    };
+    assert!(parse(&sized(limit)).is_ok());
+    assert_eq!(
+        parse(&sized(limit + 1)),
+        Err(InputError::ItemTooLarge {
+            field: "message".into(),
+            size: limit + 1,
+            limit
+        })
+    );
+    // In a batch, the message is named by index, and nothing of the batch is accepted.
+    let err = parse(&batch(vec![message("a", &["bob"]), sized(limit + 1)])).unwrap_err();
+    assert!(matches!(&err, InputError::ItemTooLarge { field, .. } if field == "messages[1]"));
+    let api = herald::error::ApiError::from(err);
+    assert_eq!((api.status, api.code), (413, "payload_too_large"));
+    assert!(api.message.starts_with("messages[1]: "), "{}", api.message);
+    // Title, body and actor count too.
+    let mut texts = message("e", &["alice"]);
+    texts["title"] = json!("t".repeat(200));
+    texts["body"] = json!("b".repeat(4_000));
+    texts["data"] = json!({ "blob": "d".repeat(limit - 4_200) });
+    assert!(matches!(
+        parse(&texts),
+        Err(InputError::ItemTooLarge { .. })
+    ));
 }
 
 #[test]
@@ -452,12 +490,14 @@ fn the_answer_to_one_message_lists_each_recipients_seq_under_the_first_stored_id
     receipts
         .users
         .insert(("ntf_1", "bob"), receipt("ntf_1", 7, false));
+    let answer = request.answer(&receipts, &HashMap::new());
+    assert!(answer.complete);
     assert_eq!(
-        request.answer(&receipts),
-        Some(json!({ "id": "ntf_0", "recipients": [
+        answer.body,
+        json!({ "id": "ntf_0", "recipients": [
             { "user": "alice", "seq": 3, "duplicate": true },
             { "user": "bob", "seq": 7 },
-        ]}))
+        ]})
     );
 }
 
@@ -470,31 +510,131 @@ fn the_answer_to_a_batch_keeps_request_order_and_says_where_room_messages_were_f
     ]))
     .unwrap();
     let mut receipts = Receipts::default();
-    receipts
-        .rooms
-        .insert("ntf_1", (receipt("msg_a", 1, false), 12));
-    receipts
-        .rooms
-        .insert("ntf_3", (receipt("msg_c", 2, true), 0));
+    receipts.rooms.insert("ntf_1", receipt("msg_a", 1, false));
+    receipts.filed.insert("ntf_1", 12);
+    receipts.rooms.insert("ntf_3", receipt("msg_c", 2, true));
     receipts
         .users
         .insert(("ntf_2", "alice"), receipt("ntf_2", 5, false));
+    let twelve: Vec<&str> = vec!["m"; 12];
+    let answer = request.answer(&receipts, &members(&[("project:1", &twelve)]));
+    assert!(answer.complete);
     assert_eq!(
-        request.answer(&receipts),
-        Some(json!({ "messages": [
+        answer.body,
+        json!({ "messages": [
             { "id": "msg_a", "room": "project:1", "seq": 1, "inbox": { "members": 12 } },
             { "id": "ntf_2", "recipients": [{ "user": "alice", "seq": 5 }] },
             { "id": "msg_c", "room": "project:1", "seq": 2, "duplicate": true },
-        ]}))
+        ]})
     );
 }
 
 #[test]
-fn a_missing_receipt_is_no_answer_rather_than_a_partial_one() {
+fn a_missing_receipt_makes_a_partial_answer_that_says_what_was_not_stored() {
     let request = parse(&message("e", &["alice", "bob"])).unwrap();
     let mut receipts = Receipts::default();
     receipts
         .users
         .insert(("ntf_1", "alice"), receipt("ntf_1", 1, false));
-    assert_eq!(request.answer(&receipts), None);
+    let answer = request.answer(&receipts, &HashMap::new());
+    assert!(!answer.complete);
+    assert_eq!(
+        answer.body,
+        json!({ "id": "ntf_1", "recipients": [
+            { "user": "alice", "seq": 1 },
+            { "user": "bob", "stored": false },
+        ]})
+    );
+    // A room stored but a member's filing missing is partial too.
+    let filed = parse(&json!({ "to": { "room": "r:1" }, "event": "A", "inbox": true })).unwrap();
+    let mut receipts = Receipts::default();
+    receipts.rooms.insert("ntf_1", receipt("msg_a", 4, false));
+    receipts.filed.insert("ntf_1", 2);
+    let three = members(&[("r:1", &["a", "b", "c"])]);
+    assert!(!filed.answer(&receipts, &three).complete);
+    receipts.filed.insert("ntf_1", 3);
+    assert!(filed.answer(&receipts, &three).complete);
+    assert!(!filed.answer(&Receipts::default(), &three).complete);
+}
+
+fn members(rooms: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+    rooms
+        .iter()
+        .map(|(room, list)| {
+            (
+                room.to_string(),
+                list.iter().map(|m| m.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn room_members_filed_for_count_toward_the_recipient_cap() {
+    let limits = Limits {
+        max_recipients: 4,
+        ..Limits::default()
+    };
+    let body = batch(vec![
+        json!({ "to": { "room": "r:1" }, "event": "A", "inbox": true }),
+        json!({ "to": { "room": "r:2" }, "event": "B", "inbox": true }),
+        json!({ "to": { "room": "r:3" }, "event": "C" }),
+        message("D", &["alice"]),
+    ]);
+    let request = parse_with(body.to_string().as_bytes(), &limits).unwrap();
+    assert_eq!(request.filed_rooms(), vec!["r:1", "r:2"]);
+    // alice, bob, carol, dave: four distinct, however they overlap; r:3 files nothing.
+    let within = members(&[
+        ("r:1", &["alice", "bob"]),
+        ("r:2", &["bob", "carol", "dave"]),
+        ("r:3", &["x", "y"]),
+    ]);
+    assert_eq!(request.check_reach(&within, &limits), Ok(()));
+    let over = members(&[("r:1", &["bob", "carol"]), ("r:2", &["dave", "erin"])]);
+    match request.check_reach(&over, &limits) {
+        Err(InputError::Field { field, message }) => {
+            assert_eq!(field, "to");
+            assert!(
+                message.contains('5') && message.contains("at most 4"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the recipient cap, got {other:?}"),
+    }
+}
+
+#[test]
+fn filings_give_each_member_one_entry_with_the_drafts_in_publish_order() {
+    let request = parse(&batch(vec![
+        json!({ "to": { "room": "r:1" }, "event": "A", "inbox": true }),
+        json!({ "to": { "room": "r:2" }, "event": "B", "inbox": true }),
+        json!({ "to": { "room": "r:1" }, "event": "C", "inbox": true }),
+    ]))
+    .unwrap();
+    let members = members(&[("r:1", &["ann", "bo"]), ("r:2", &["bo"])]);
+    let mut rooms = HashMap::new();
+    rooms.insert("ntf_1", receipt("msg_a", 1, false));
+    rooms.insert("ntf_2", receipt("msg_b", 1, false));
+    // ntf_3's room failed: nothing is filed for it.
+    let filings = request.filings(&members, &rooms);
+    let events = |drafts: &Vec<(&str, herald::model::Draft)>| {
+        drafts
+            .iter()
+            .map(|(_, d)| d.event.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(filings.len(), 2);
+    assert_eq!(
+        (filings[0].0.as_str(), events(&filings[0].1)),
+        ("ann", vec!["A".to_string()])
+    );
+    assert_eq!(
+        (filings[1].0.as_str(), events(&filings[1].1)),
+        ("bo", vec!["A".to_string(), "B".to_string()])
+    );
+    assert_eq!(filings[1].1[1].0, "ntf_2");
+    assert_eq!(
+        filings[1].1[1].1.idempotency_key.as_deref(),
+        Some("room:r:2:msg_b")
+    );
 }

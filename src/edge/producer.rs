@@ -1,121 +1,141 @@
-//! `POST /v1/publish`: the producer's front door. The request is checked by
-//! [`crate::auth::authorize_producer`] and parsed by [`crate::publish`]; this stores each
+//! `POST /v1/publish`: the producer's front door. Its caller has been checked by
+//! [`crate::access::check`] and the request is parsed by [`crate::publish`]; this stores each
 //! message in its rooms and its recipients' hubs, all at once, and answers 202 with what
 //! they answered.
 
 use std::collections::HashMap;
 
-use futures_util::future::join_all;
+use futures_util::future::{join, join_all};
+use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
 use super::call::{to_hub, to_room};
-use super::{api, internal, internal_error, json_response, log, random_id, room_hub};
-use crate::auth;
+use super::{internal_error, json_response, log, random_id};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::{Draft, Receipt};
 use crate::publish::{PublishRequest, Receipts};
 
-/// Validates, stores in every room and recipient's hub, then answers 202.
+/// Validates and bounds the whole request, then stores it in every room, recipient and
+/// filed member's inbox; 202 when all stored, else 503 with what was.
 pub(crate) async fn publish(
     req: Request,
     env: &Env,
     config: &Config,
 ) -> Result<Response, ApiError> {
-    let authorization = super::header(req.headers(), "Authorization");
-    let publish_key = super::secret(env, "PUBLISH_KEY").unwrap_or_default();
-    auth::authorize_producer(authorization.as_deref(), &publish_key, |token| {
-        api::verify(env, token)
-    })?;
     let body = super::http::bounded_body(req, config.limits.max_publish_bytes).await?;
     let request = PublishRequest::parse(&body, &config.limits, || random_id("ntf_"))?;
+    // Read before anything is written, so that the bound holds for the whole request.
+    let members = members(env, &request.filed_rooms()).await?;
+    request.check_reach(&members, &config.limits)?;
 
     let mut receipts = Receipts {
-        rooms: publish_to_rooms(env, &request).await?,
+        rooms: publish_to_rooms(env, &request).await,
         ..Receipts::default()
     };
     let groups = request.by_recipient();
-    let stores = groups.iter().map(|(user, drafts)| store(env, user, drafts));
-    // Each hub answers one receipt per draft, in the order sent.
-    for ((user, drafts), answer) in groups.iter().zip(join_all(stores).await) {
-        let answer = answer?;
-        if answer.len() != drafts.len() {
-            return Err(ApiError::internal("a hub did not store every message"));
-        }
-        for (draft, receipt) in drafts.iter().zip(answer) {
+    let filings = request.filings(&members, &receipts.rooms);
+    let users = groups.iter().map(|(user, drafts)| store(env, user, drafts));
+    let filed = filings.iter().map(|(member, drafts)| {
+        let drafts: Vec<&Draft> = drafts.iter().map(|(_, draft)| draft).collect();
+        async move { store(env, member, &drafts).await }
+    });
+    let (users, filed) = join(join_all(users), join_all(filed)).await;
+    for ((user, drafts), answer) in groups.iter().zip(users) {
+        // Each hub answers one receipt per draft, in the order sent.
+        for (draft, receipt) in drafts.iter().zip(answer.unwrap_or_default()) {
             receipts.users.insert((draft.id.as_str(), *user), receipt);
         }
     }
-    let body = request
-        .answer(&receipts)
-        .ok_or_else(|| ApiError::internal("an object did not store every message"))?;
+    for ((_, drafts), answer) in filings.iter().zip(filed) {
+        if answer.is_ok_and(|stored| stored.len() == drafts.len()) {
+            for (message, _) in drafts {
+                *receipts.filed.entry(message).or_default() += 1;
+            }
+        }
+    }
+    let answer = request.answer(&receipts, &members);
     log::event(
         "publish",
-        json!({ "messages": request.messages.len(), "recipients": groups.len() }),
+        json!({
+            "messages": request.messages.len(),
+            "recipients": groups.len(),
+            "filed_for": filings.len(),
+            "complete": answer.complete,
+        }),
     );
-    json_response(202, &body)
+    match answer.complete {
+        true => json_response(202, &answer.body),
+        false => Err(ApiError::unavailable(
+            "not every target stored; retry with the same idempotency_key values to complete it",
+        )
+        .with_stored(answer.body)),
+    }
 }
 
-/// Stores each room message in its room (fanning it out there) and files `inbox:true`
-/// ones in every member's inbox. Answers, per draft id, the room's receipt and how many
-/// members it was filed for.
-async fn publish_to_rooms<'a>(
-    env: &Env,
-    request: &'a PublishRequest,
-) -> Result<HashMap<&'a str, (Receipt, usize)>, ApiError> {
-    let mut answers = HashMap::new();
-    let mut filings: HashMap<String, Vec<Draft>> = HashMap::new();
-    for (room, messages) in request.by_room() {
+/// The member lists of `rooms`, read from each room (none written).
+async fn members(env: &Env, rooms: &[&str]) -> Result<HashMap<String, Vec<String>>, ApiError> {
+    let reads = rooms.iter().map(|room| async move {
+        let mut response = to_room(env, room, Method::Get, "/members", &[], None).await?;
+        let list: MemberList = response.json().await.map_err(internal_error)?;
+        Ok::<_, ApiError>((room.to_string(), list.members))
+    });
+    join_all(reads).await.into_iter().collect()
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    members: Vec<String>,
+}
+
+/// Stores each room's messages in that room (fanning them out there): the receipt of
+/// each stored draft, by draft id. A room that fails is logged and has no receipts.
+async fn publish_to_rooms<'a>(env: &Env, request: &'a PublishRequest) -> HashMap<&'a str, Receipt> {
+    let groups = request.by_room();
+    let stores = groups.iter().map(|(room, messages)| async move {
         let drafts: Vec<&Draft> = messages.iter().map(|m| &m.draft).collect();
         let body = serde_json::to_vec(&drafts).map_err(internal_error)?;
-        let members: &[(&str, &str)] = match messages.iter().any(|m| m.inbox) {
-            true => &[(internal::MEMBERS, "1")],
-            false => &[],
-        };
-        let mut response =
-            to_room(env, room, Method::Post, "/publish", members, Some(body)).await?;
-        if response.status_code() != 200 {
-            return Err(ApiError::unavailable(format!(
-                "room answered {}",
-                response.status_code()
-            )));
-        }
-        let stored: room_hub::RoomReceipts = response.json().await.map_err(internal_error)?;
-        for (m, receipt) in messages.iter().zip(stored.receipts) {
-            let mut filed_for = 0;
-            if m.inbox {
-                let filed = m.filing(room, &receipt);
-                for member in &stored.members {
-                    filings
-                        .entry(member.clone())
-                        .or_default()
-                        .push(filed.clone());
-                }
-                filed_for = stored.members.len();
-            }
-            answers.insert(m.draft.id.as_str(), (receipt, filed_for));
-        }
-    }
-    let stores = filings.iter().map(|(member, drafts)| {
-        let drafts: Vec<&Draft> = drafts.iter().collect();
-        async move { store(env, member, &drafts).await }
+        let mut response = to_room(env, room, Method::Post, "/publish", &[], Some(body)).await?;
+        response
+            .json::<Vec<Receipt>>()
+            .await
+            .map_err(internal_error)
     });
-    for result in join_all(stores).await {
-        result?;
+    let mut receipts = HashMap::new();
+    for ((_, messages), answer) in groups.iter().zip(join_all(stores).await) {
+        match answer {
+            Ok(stored) => {
+                for (m, receipt) in messages.iter().zip(stored) {
+                    receipts.insert(m.draft.id.as_str(), receipt);
+                }
+            }
+            Err(e) => log::event(
+                "error",
+                json!({ "message": format!("room publish: {}", e.message) }),
+            ),
+        }
     }
-    Ok(answers)
+    receipts
 }
 
-/// Stores one user's drafts in that user's hub and returns the receipts.
+/// Stores one user's drafts in that user's hub and returns the receipts; a failure is
+/// logged.
 async fn store(env: &Env, user: &str, drafts: &[&Draft]) -> Result<Vec<Receipt>, ApiError> {
     let body = serde_json::to_vec(drafts).map_err(internal_error)?;
-    let mut response = to_hub(env, user, Method::Post, "/publish", &[], Some(body)).await?;
-    if response.status_code() != 200 {
-        return Err(ApiError::unavailable(format!(
-            "user hub answered {}",
-            response.status_code()
-        )));
+    let stored = async {
+        let mut response = to_hub(env, user, Method::Post, "/publish", &[], Some(body)).await?;
+        response
+            .json::<Vec<Receipt>>()
+            .await
+            .map_err(internal_error)
+    };
+    let stored = stored.await;
+    if let Err(e) = &stored {
+        log::event(
+            "error",
+            json!({ "message": format!("hub publish: {}", e.message) }),
+        );
     }
-    response.json().await.map_err(internal_error)
+    stored
 }

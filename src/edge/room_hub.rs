@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
@@ -33,7 +32,6 @@ use crate::error::ApiError;
 use crate::fanout::{Outgoing, Pace};
 use crate::frame::CloseCode;
 use crate::inbox::Inbox;
-use crate::model::Receipt;
 use crate::room::{self, Admission, Arrival, Awake, Member, Room, RoomError};
 use crate::socket::SocketView;
 use crate::stats::{self, Kind};
@@ -114,7 +112,7 @@ impl DurableObject for RoomHub {
             _ => Err(ApiError::new(404, "not_found", "no such room route")),
         };
         self.settle().await;
-        answer.or_else(|err| error_response(&err))
+        answer.or_else(|err| error_response(err.status, err.body()))
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -363,11 +361,4 @@ fn log_join(member: &Member) {
         "room_join",
         json!({ "room": member.room, "user": member.user, "session": member.id, "shard": member.shard }),
     );
-}
-
-/// The receipts a room publish answers, as the Worker reads them.
-#[derive(Deserialize, Serialize)]
-pub(crate) struct RoomReceipts {
-    pub receipts: Vec<Receipt>,
-    pub members: Vec<String>,
 }

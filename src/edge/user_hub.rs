@@ -85,7 +85,7 @@ impl DurableObject for UserHub {
             }
             Err(err) => Err(err),
         };
-        answer.or_else(|err| super::error_response(&err))
+        answer.or_else(|err| super::error_response(err.status, err.body()))
     }
 
     async fn alarm(&self) -> Result<Response> {
@@ -350,32 +350,32 @@ impl UserHub {
         }
     }
 
-    /// Sends released held items to each socket, less what its replays already sent it.
-    /// Held items go out rarely (a batch window or focus period ends), so the sockets are
-    /// visited one by one here; the common case is still one frame, written once.
+    /// Sends released held items to each socket, less what its replays already sent it, in
+    /// frames of bounded size. Held items go out rarely, so sockets are visited one by one.
     fn release(&self, reason: BatchReason, items: &[Notification]) {
-        let whole = ServerFrame::Batch {
-            reason,
-            items: items.to_vec(),
-        }
-        .to_json();
+        let frames = |items: Vec<Notification>| -> Vec<String> {
+            ServerFrame::batches(reason, items)
+                .iter()
+                .map(ServerFrame::to_json)
+                .collect()
+        };
+        let whole = frames(items.to_vec());
         for ws in self.state.get_websockets() {
             let unseen = match ws.deserialize_attachment::<Session>() {
                 Ok(Some(session)) => session.unseen(items),
                 _ => items.to_vec(),
             };
             let count = unseen.len();
-            let sent = if count == items.len() {
-                ws.send_with_str(&whole)
-            } else if count == 0 {
-                continue;
-            } else {
-                let rest = ServerFrame::Batch {
-                    reason,
-                    items: unseen,
-                };
-                ws.send_with_str(rest.to_json())
+            let rest;
+            let texts = match count {
+                0 => continue,
+                n if n == items.len() => &whole,
+                _ => {
+                    rest = frames(unseen);
+                    &rest
+                }
             };
+            let sent = texts.iter().try_for_each(|text| ws.send_with_str(text));
             self.stats
                 .sent(&self.state, count as u64, Sends::one(sent.is_ok()));
         }

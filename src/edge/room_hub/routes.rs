@@ -4,15 +4,15 @@
 use serde_json::json;
 use worker::{Method, Request, Response};
 
-use super::{RoomHub, RoomReceipts};
-use crate::edge::{internal, internal_error, now_ms};
+use super::RoomHub;
+use crate::edge::{internal_error, now_ms};
 use crate::error::ApiError;
 use crate::model::Draft;
 use crate::room_store::RoomStore;
 
 impl RoomHub {
     /// Root: a producer's room publish. Stores in history, fans out, and answers the
-    /// receipts with the member list (for `inbox:true`, which the Worker files).
+    /// receipts (the Worker files `inbox:true` messages with the member list it read first).
     pub(super) async fn publish(
         &self,
         mut req: Request,
@@ -24,12 +24,7 @@ impl RoomHub {
         let (receipts, effects) = self.with_room(|room| room.publish(drafts, now_ms()))?;
         self.execute(None, effects).await?;
         self.schedule().await?;
-        // Only a publish that files in members' inboxes needs the list.
-        let members = match req.headers().has(internal::MEMBERS).unwrap_or(false) {
-            true => self.with_room(|room| Ok(room.store.members()?))?,
-            false => Vec::new(),
-        };
-        Response::from_json(&RoomReceipts { receipts, members }).map_err(internal_error)
+        Response::from_json(&receipts).map_err(internal_error)
     }
 
     pub(super) fn presence(&self) -> std::result::Result<Response, ApiError> {
