@@ -2,7 +2,7 @@
 // Connection, with duplicates dropped by seq.
 
 import { Connection } from "./connection.js";
-import { SeqCursor } from "./cursor.js";
+import { type CursorStore, SeqCursor } from "./cursor.js";
 import { Emitter } from "./emitter.js";
 import type { Runtime } from "./runtime.js";
 import type { Batch, ClientFrame, HeraldError, Notification, ServerFrame, Status } from "./types.js";
@@ -23,12 +23,11 @@ export abstract class Channel<E extends ChannelEvents> {
 
   constructor(
     protected readonly runtime: Runtime,
-    start: number | undefined,
-    save?: (seq: number) => void,
+    cursor: { store?: CursorStore; start?: number },
   ) {
-    this.cursor = new SeqCursor(start, save);
+    this.cursor = new SeqCursor(cursor.store, cursor.start);
     this.conn = new Connection(runtime, {
-      url: () => this.url(this.cursor.last),
+      url: (token) => this.url(this.cursor.forToken(token)),
       frame: (frame) => this.receive(frame),
       status: (status) => this.shared.emit("status", status),
       error: (error) => this.shared.emit("error", error),

@@ -18,8 +18,8 @@ const TOKEN_EXPIRED = 4001;
 const OUTBOX_LIMIT = 20;
 
 export interface ConnectionHooks {
-  /** The URL for the next socket (it carries the current resume cursor). */
-  url(): string;
+  /** The URL for the next socket with `token` (it carries that user's resume cursor). */
+  url(token: string): string;
   frame(frame: ServerFrame): void;
   status(status: Status): void;
   error(error: HeraldError): void;
@@ -93,7 +93,7 @@ export class Connection {
 
   private open(token: string): void {
     // The token rides in the subprotocol list: browsers cannot set an Authorization header.
-    const socket = new this.runtime.WebSocket(this.hooks.url(), [PROTOCOL, `bearer.${token}`]);
+    const socket = new this.runtime.WebSocket(this.hooks.url(token), [PROTOCOL, `bearer.${token}`]);
     socket.onopen = () => this.opened();
     socket.onmessage = (event) => this.received(event.data);
     socket.onclose = (event) => this.closed(event.code);

@@ -7,7 +7,33 @@
  */
 const REMEMBERED = 1000;
 
-const STORAGE_KEY = "herald:seq";
+/** Where a user's cursor is kept: one key per server and user, never shared between them. */
+const storageKey = (base: string, user: string) => `herald:seq:${base}:${user}`;
+
+/** Keeps one user's cursor across page loads. */
+export interface CursorStore {
+  load(user: string): number | undefined;
+  save(user: string, seq: number): void;
+}
+
+/**
+ * The user a token names: its `sub`, read without verifying (the server verifies; this only
+ * picks whose stored cursor to use). Undefined when the token is not a readable JWT.
+ */
+export function tokenSubject(token: string): string | undefined {
+  const payload = token.split(".")[1];
+  if (!payload) return undefined;
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const json = decodeURIComponent(
+      Array.from(atob(base64), (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`).join(""),
+    );
+    const sub: unknown = JSON.parse(json).sub;
+    return typeof sub === "string" && sub !== "" ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export class SeqCursor {
   /** The highest seq known here: sent as `since` on the next connect. */
@@ -20,12 +46,36 @@ export class SeqCursor {
    */
   private readonly seen = new Set<number>();
 
+  /** Whose cursor this is (null: no token seen yet; undefined: a token naming nobody). */
+  private user: string | undefined | null = null;
+
+  /** `store`: a user's cursor, switched by token; none for a room's, which all readers share. */
   constructor(
-    start: number | undefined,
-    private readonly save: (seq: number) => void = () => {},
+    private readonly store?: CursorStore,
+    start?: number,
   ) {
     this.last = start;
     this.floor = start ?? 0;
+  }
+
+  /**
+   * Before each connect with `token`: the cursor of the user it names. When the user changes
+   * (another sign-in in the same browser), this one's cursor is dropped for that user's own,
+   * so a cursor of another user is never sent.
+   */
+  forToken(token: string): number | undefined {
+    if (!this.store) return this.last;
+    const user = tokenSubject(token);
+    if (this.user !== null && user === this.user) return this.last;
+    this.user = user;
+    this.last = user === undefined ? undefined : this.store?.load(user);
+    this.floor = this.last ?? 0;
+    this.seen.clear();
+    return this.last;
+  }
+
+  private save(seq: number): void {
+    if (typeof this.user === "string") this.store?.save(this.user, seq);
   }
 
   /** The items never delivered before, in seq order; the cursor moves past them. */
@@ -69,30 +119,28 @@ export interface StorageLike {
   setItem(key: string, value: string): void;
 }
 
-/** The stored cursor and a way to update it, or nothing when there is no storage. */
-export function seqStore(option: StorageLike | null | undefined): { start?: number; save?: (seq: number) => void } {
+/** The cursors of the server at `base` kept in `option` (default `localStorage`; null: kept nowhere). */
+export function cursorStore(option: StorageLike | null | undefined, base: string): CursorStore {
   const storage = option === undefined ? defaultStorage() : option;
-  if (!storage) return {};
+  if (!storage) return { load: () => undefined, save: () => {} };
   return {
-    start: load(storage),
-    save: (seq) => {
+    load: (user) => {
       try {
-        storage.setItem(STORAGE_KEY, String(seq));
+        const raw = storage.getItem(storageKey(base, user));
+        const seq = raw === null ? NaN : Number(raw);
+        return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    save: (user, seq) => {
+      try {
+        storage.setItem(storageKey(base, user), String(seq));
       } catch {
         // Full or forbidden storage (private mode) only costs a longer replay after a reload.
       }
     },
   };
-}
-
-function load(storage: StorageLike): number | undefined {
-  try {
-    const raw = storage.getItem(STORAGE_KEY);
-    const seq = raw === null ? NaN : Number(raw);
-    return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function defaultStorage(): StorageLike | null {

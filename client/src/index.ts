@@ -1,7 +1,7 @@
 // Herald client SDK: live notifications over one WebSocket, resumed across reconnects.
 
 import { Channel, payload, type ChannelEvents } from "./channel.js";
-import { seqStore } from "./cursor.js";
+import { cursorStore } from "./cursor.js";
 import { RoomHandle } from "./room.js";
 import { resolveRuntime, socketUrl, type HeraldOptions } from "./runtime.js";
 import type { Deletion, Page, PageQuery, Preferences, Presence, ReadChange, ServerFrame, Welcome } from "./types.js";
@@ -44,8 +44,8 @@ export class Herald extends Channel<HeraldEvents> {
   private readonly device: string | undefined;
 
   constructor(options: HeraldOptions) {
-    const { start, save } = seqStore(options.storage);
-    super(resolveRuntime(options), start, save);
+    const runtime = resolveRuntime(options);
+    super(runtime, { store: cursorStore(options.storage, runtime.base) });
     this.device = options.device;
   }
 

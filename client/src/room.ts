@@ -25,7 +25,7 @@ export class RoomHandle extends Channel<RoomEvents> {
     since: number | undefined,
     private readonly onLeave: () => void,
   ) {
-    super(runtime, since);
+    super(runtime, { start: since });
     this.conn.start();
   }
 

@@ -38,7 +38,7 @@ export interface HeraldOptions {
   getToken?: () => Promise<string>;
   /** A name for this device (1–64 of `A–Z a–z 0–9 . _ : -`), echoed in `welcome`. */
   device?: string;
-  /** Where the resume cursor is kept (`herald:seq`). Default: `localStorage` if any; null: nowhere. */
+  /** Where resume cursors are kept, one per server and user (`herald:seq:<url>:<sub>`). Default: `localStorage` if any; null: nowhere. */
   storage?: StorageLike | null;
   backoff?: BackoffOptions;
   /** How often to send the heartbeat `ping`. Default 25000. */

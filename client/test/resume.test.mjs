@@ -6,6 +6,9 @@ import test from "node:test";
 import { accept, collect, item, live, settle, start } from "./fakes.mjs";
 
 const seqs = (items) => items.map((i) => i.seq);
+const ALICE = jwtFor("alice");
+/** Where alice's cursor for the test server is kept. */
+const KEY = "herald:seq:wss://herald.test:alice";
 
 async function reconnect({ net, clock }) {
   net.last.serverClose(1006);
@@ -73,7 +76,7 @@ test("held items with lower seqs than an urgent one are still delivered", async 
 });
 
 test("reset refetches the newest page, emits it, and moves the cursor", async () => {
-  const ctx = await start({ storage: memoryStorage({ "herald:seq": "12" }) });
+  const ctx = await start({ token: ALICE, storage: memoryStorage({ [KEY]: "12" }) });
   const resets = collect(ctx.herald, "reset");
   const notifications = collect(ctx.herald, "notification");
   const socket = ctx.net.last;
@@ -97,25 +100,52 @@ test("reset refetches the newest page, emits it, and moves the cursor", async ()
 
 test("the last seq is stored and resumed from after a reload", async () => {
   const storage = memoryStorage();
-  const first = await start({ storage });
+  const first = await start({ token: ALICE, storage });
   accept(first.net.last);
   first.net.last.deliver(live(1), { type: "batch", reason: "window", items: [item(2), item(3)] });
-  assert.equal(storage.getItem("herald:seq"), "3");
+  assert.equal(storage.getItem(KEY), "3");
   first.herald.close();
 
-  const second = await start({ storage });
+  const second = await start({ token: ALICE, storage });
   const notifications = collect(second.herald, "notification");
   assert.equal(second.net.last.since, "3");
   accept(second.net.last, 4);
   second.net.last.deliver(live(3), live(4));
   assert.deepEqual(seqs(notifications), [4]);
-  assert.equal(storage.getItem("herald:seq"), "4");
+  assert.equal(storage.getItem(KEY), "4");
 });
 
 test("a stored seq of 0 is sent; a corrupt one is ignored", async () => {
-  assert.equal((await start({ storage: memoryStorage({ "herald:seq": "0" }) })).net.last.since, "0");
-  assert.equal((await start({ storage: memoryStorage({ "herald:seq": "soon" }) })).net.last.since, null);
+  assert.equal((await start({ token: ALICE, storage: memoryStorage({ [KEY]: "0" }) })).net.last.since, "0");
+  assert.equal((await start({ token: ALICE, storage: memoryStorage({ [KEY]: "soon" }) })).net.last.since, null);
 });
+
+test("each user of a shared browser resumes from their own cursor, per server", async () => {
+  const storage = memoryStorage({ [KEY]: "40", "herald:seq:wss://other.test:bob": "99" });
+  const bob = await start({ token: jwtFor("bob"), storage });
+  assert.equal(bob.net.last.since, null, "alice's cursor (and bob's on another server) is not bob's here");
+  accept(bob.net.last, 2);
+  bob.net.last.deliver(live(1), live(2));
+  assert.equal(storage.getItem("herald:seq:wss://herald.test:bob"), "2");
+  assert.equal(storage.getItem(KEY), "40", "alice's cursor is untouched");
+  bob.herald.close();
+  assert.equal((await start({ token: ALICE, storage })).net.last.since, "40");
+});
+
+test("a token for another user mid-session switches to that user's cursor", async () => {
+  const tokens = [ALICE, jwtFor("bob")];
+  const ctx = await start({ token: undefined, getToken: async () => tokens[0], storage: null });
+  accept(ctx.net.last, 5);
+  ctx.net.last.deliver(live(5));
+  assert.equal((await reconnect(ctx)).since, "5");
+  tokens.shift();
+  assert.equal((await reconnect(ctx)).since, null, "bob never resumes from alice's seq");
+});
+
+function jwtFor(sub) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${part({ alg: "HS256" })}.${part({ sub, exp: 2e9 })}.sig`;
+}
 
 function memoryStorage(initial = {}) {
   const map = new Map(Object.entries(initial));
