@@ -144,13 +144,33 @@ pub struct Peek {
     pub algorithm: Algorithm,
     /// The header's `kid`.
     pub kid: Option<String>,
-    /// The payload's `iss`, unverified: it only picks which JWKS URLs to ask.
+    /// The payload's `iss`, unverified: it only picks which JWKS URLs to ask, so it is
+    /// read for public-key tokens only.
     pub issuer: Option<String>,
 }
 
-/// Reads a token's header and issuer without verifying anything, refusing what no key
-/// could ever verify (too long, not a JWT, an algorithm off the allow-list).
+/// Reads a token's header (and, for a public-key token, its issuer) without verifying
+/// anything, refusing what no key could ever verify.
 pub fn peek(token: &str) -> Result<Peek, AuthError> {
+    let (algorithm, kid) = checked_header(token)?;
+    let issuer = match algorithm {
+        Algorithm::HS256 => None,
+        _ => jsonwebtoken::dangerous::insecure_decode_claims::<Value>(token)
+            .map_err(|_| AuthError::Malformed)?
+            .get("iss")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    Ok(Peek {
+        algorithm,
+        kid,
+        issuer,
+    })
+}
+
+/// The algorithm and `kid` of a token that is not too long, is a JWT, and names an
+/// algorithm on the allow-list.
+fn checked_header(token: &str) -> Result<(Algorithm, Option<String>), AuthError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(AuthError::TooLong);
     }
@@ -158,13 +178,7 @@ pub fn peek(token: &str) -> Result<Peek, AuthError> {
     if !ALLOWED_ALGORITHMS.contains(&header.alg) {
         return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
     }
-    let claims: Value =
-        jsonwebtoken::dangerous::insecure_decode_claims(token).map_err(|_| AuthError::Malformed)?;
-    Ok(Peek {
-        algorithm: header.alg,
-        kid: header.kid,
-        issuer: claims.get("iss").and_then(Value::as_str).map(str::to_owned),
-    })
+    Ok((header.alg, header.kid))
 }
 
 impl TokenVerifier {
@@ -205,11 +219,6 @@ impl TokenVerifier {
         &self.inline.skipped
     }
 
-    /// The accepted issuers, in `JWT_ISSUER`'s order.
-    pub fn issuers(&self) -> &[String] {
-        &self.issuers
-    }
-
     /// What is wrong with a configuration that would accept too much: with public keys
     /// (inline or from `remote_sources` URLs), which an identity provider shares across
     /// every app and API it signs for, a token must be pinned to Herald by `JWT_ISSUER` or
@@ -233,13 +242,13 @@ impl TokenVerifier {
         now_s: u64,
         remote: Option<RemoteKey<'_>>,
     ) -> Result<Claims, AuthError> {
-        let peek = peek(token)?;
+        let (algorithm, kid) = checked_header(token)?;
         // The key decides the algorithm, never the token: an HS256 token is only checked
         // against the shared secret, so a public key can never be used as an HMAC secret.
-        let (key, pinned_issuer) = if peek.algorithm == Algorithm::HS256 {
+        let (key, pinned_issuer) = if algorithm == Algorithm::HS256 {
             (self.secret.as_ref().ok_or(AuthError::UnknownKey)?, None)
         } else {
-            let kid = peek.kid.as_deref().ok_or(AuthError::UnknownKey)?;
+            let kid = kid.as_deref().ok_or(AuthError::UnknownKey)?;
             let (found, issuer) = match self.inline.find(kid) {
                 Some(key) => (key, None),
                 None => {
@@ -249,16 +258,13 @@ impl TokenVerifier {
                     (remote.key, remote.issuer)
                 }
             };
-            if found.algorithm != peek.algorithm {
-                return Err(AuthError::AlgorithmNotAllowed(format!(
-                    "{:?}",
-                    peek.algorithm
-                )));
+            if found.algorithm != algorithm {
+                return Err(AuthError::AlgorithmNotAllowed(format!("{algorithm:?}")));
             }
             (&found.key, issuer)
         };
 
-        let mut validation = Validation::new(peek.algorithm);
+        let mut validation = Validation::new(algorithm);
         // Time and audience are checked below against the caller's clock.
         validation.validate_exp = false;
         validation.validate_nbf = false;
