@@ -227,7 +227,7 @@ describe("faults", { concurrency: true }, () => {
     // after that commit (the output gate), so there are two outcomes and both are checked:
     // - cut: the client got nothing; the restarted runtime runs the alarm again, which
     //   releases the held items (to nobody yet: the client resumes after it) — once;
-    // - finished first: the client got the whole window as one `window` batch; a run after
+    // - finished first: the client got the whole window in `window` batches; a run after
     //   the restart, if any, finds nothing held and sends nothing.
     // Either way each held item arrives once and the next window holds only what is new.
     const HELD = 1500;
@@ -272,9 +272,10 @@ describe("faults", { concurrency: true }, () => {
       // The re-run, in the restarted runtime, before the client is back.
       await herald.waitForLog((l) => l.event === "alarm", { after: killedAt, timeoutMs: 30_000 });
     } else {
-      assert.equal(live.length, 1, "one batch before the kill");
-      assert.equal(live[0].reason, "window");
-      assert.deepEqual(live[0].items.map((n) => n.seq), range(1, HELD), "the whole window in one batch");
+      // The 3 MB window travels as several batches of at most 256 KiB of content, all sent
+      // by the one run (the output gate lets them out together or not at all).
+      assert.ok(live.every((b) => b.reason === "window"), "only the window's batches before the kill");
+      assert.deepEqual(live.flatMap((b) => b.items.map((n) => n.seq)), range(1, HELD), "the whole window, each once, in order");
     }
     const since = cut ? 0 : HELD;
     const second = await herald.connect(`/v1/connect?since=${since}`, { headers: bearer(user) });
