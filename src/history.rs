@@ -83,45 +83,106 @@ pub fn store(
     Ok(Stored::New(notification))
 }
 
-/// Everything stored after `since`, oldest first, in `batch` frames, then `synced`.
+/// A resume after a cursor: everything stored after it, oldest first, in `batch` frames,
+/// then `synced`; or `reset` and `synced` when the cursor falls in a gap.
 ///
-/// The whole replay is produced within one event, and an object handles one event at a
-/// time, so nothing published meanwhile can be interleaved, sent twice or skipped: it is
-/// either in the replay or arrives live after `synced`.
-pub fn replay(inbox: &impl Inbox, since: Seq, now_ms: u64) -> Result<Vec<ServerFrame>, InboxError> {
+/// The glue pulls it one slice ([`REPLAY_BATCH`] items) at a time with [`Replay::next`] and
+/// sends each slice before pulling the next, so a replay holds one slice in memory
+/// whatever the log holds. All pulls happen within one event, and an object handles one
+/// event at a time, so nothing published meanwhile can be interleaved, sent twice or
+/// skipped: it is either in the replay or arrives live after `synced`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// The latest seq stored when the replay was taken: what `synced` says.
+    latest: Seq,
+    step: Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The cursor falls in a gap: `reset` naming the oldest stored seq, then `synced`.
+    Reset(Option<Seq>),
+    /// Items after this seq come next.
+    After(Seq),
+    /// Every item is out; `synced` comes next.
+    Synced,
+    Done,
+}
+
+/// Starts the replay of what `inbox` stored after `since`.
+pub fn replay(inbox: &impl Inbox, since: Seq) -> Result<Replay, InboxError> {
     let latest = inbox.latest_seq()?;
     // Items after `since` were cut by retention, or the cursor comes from a log this
     // reader never had: either way a replay would hide a gap.
-    if since < inbox.pruned_through()? || since > latest {
-        return Ok(vec![
-            ServerFrame::Reset {
-                oldest_seq: inbox.oldest_seq()?,
-                latest_seq: latest,
-            },
-            ServerFrame::Synced { seq: latest },
-        ]);
-    }
-    let mut frames = Vec::new();
-    let mut cursor = since;
-    loop {
-        let items = inbox.items(&Range {
-            after: Some(cursor),
-            before: None,
-            newest_first: false,
-            limit: REPLAY_BATCH,
-            unread_only: false,
-            now_ms,
-        })?;
-        let Some(last) = items.last() else { break };
-        cursor = last.seq;
-        let full = items.len() == REPLAY_BATCH;
-        frames.extend(ServerFrame::batches(BatchReason::Replay, items));
-        if !full {
-            break;
+    let step = if since < inbox.pruned_through()? || since > latest {
+        Step::Reset(inbox.oldest_seq()?)
+    } else {
+        Step::After(since)
+    };
+    Ok(Replay { latest, step })
+}
+
+impl Replay {
+    /// The highest seq this replay sends items up to: the latest stored, unless it is a
+    /// `reset`, which sends none.
+    pub fn through(&self) -> Option<Seq> {
+        match self.step {
+            Step::Reset(_) => None,
+            _ => Some(self.latest),
         }
     }
-    frames.push(ServerFrame::Synced { seq: latest });
-    Ok(frames)
+
+    /// The next frames to send, or `None` once `synced` has been sent.
+    pub fn next(
+        &mut self,
+        inbox: &impl Inbox,
+        now_ms: u64,
+    ) -> Result<Option<Vec<ServerFrame>>, InboxError> {
+        let synced = ServerFrame::Synced { seq: self.latest };
+        match self.step {
+            Step::Done => Ok(None),
+            Step::Synced => {
+                self.step = Step::Done;
+                Ok(Some(vec![synced]))
+            }
+            Step::Reset(oldest_seq) => {
+                self.step = Step::Done;
+                let reset = ServerFrame::Reset {
+                    oldest_seq,
+                    latest_seq: self.latest,
+                };
+                Ok(Some(vec![reset, synced]))
+            }
+            Step::After(cursor) => {
+                let items = inbox.items(&Range {
+                    after: Some(cursor),
+                    before: Some(self.latest + 1),
+                    newest_first: false,
+                    limit: REPLAY_BATCH,
+                    unread_only: false,
+                    now_ms,
+                })?;
+                self.step = match items.last() {
+                    Some(last) if items.len() == REPLAY_BATCH => Step::After(last.seq),
+                    _ => Step::Synced,
+                };
+                match items.is_empty() {
+                    true => self.next(inbox, now_ms),
+                    false => Ok(Some(ServerFrame::batches(BatchReason::Replay, items))),
+                }
+            }
+        }
+    }
+
+    /// Every frame of the replay at once, for logs whose size is bounded small enough to
+    /// hold whole (a room's history, `ROOM_HISTORY_ITEMS`).
+    pub fn all(mut self, inbox: &impl Inbox, now_ms: u64) -> Result<Vec<ServerFrame>, InboxError> {
+        let mut frames = Vec::new();
+        while let Some(slice) = self.next(inbox, now_ms)? {
+            frames.extend(slice);
+        }
+        Ok(frames)
+    }
 }
 
 /// Applies every retention bound at `now_ms`: age, TTL, idempotency keys and device acks,

@@ -19,7 +19,7 @@ use crate::config::Limits;
 use crate::frame::{
     BatchReason, ClientFrame, CloseCode, FocusRequest, Page, PageRequest, ReadRequest, ServerFrame,
 };
-use crate::history::{self, Stored};
+use crate::history::{self, Replay, Stored};
 use crate::inbox::{Hold, Inbox, InboxError, Range, ReadTarget};
 use crate::model::{Draft, Notification, Receipt, Seq};
 use crate::socket::{self, FrameBudget, SocketView};
@@ -71,16 +71,9 @@ impl Session {
             .collect()
     }
 
-    /// Notes what the replay `frames` sent this socket.
-    fn note_replay(&mut self, frames: &[ServerFrame]) {
-        let sent = frames.iter().filter_map(|frame| match frame {
-            ServerFrame::Batch {
-                reason: BatchReason::Replay,
-                items,
-            } => items.last().map(|n| n.seq),
-            _ => None,
-        });
-        self.replayed = sent.fold(self.replayed, Seq::max);
+    /// Notes what `replay` sends this socket.
+    fn note_replay(&mut self, replay: &Replay) {
+        self.replayed = self.replayed.max(replay.through().unwrap_or(0));
     }
 
     /// What the liveness sweep knows of this socket, given when the runtime last answered
@@ -121,14 +114,13 @@ pub struct Arrival {
 pub enum Effect {
     /// Send to every open socket of the user.
     Broadcast(ServerFrame),
-    /// Send held `items` to every open socket as one `batch`, less those each socket
-    /// already had in a replay ([`Session::unseen`]); a socket left with none gets nothing.
-    Release {
-        /// Why they were held: the batch window closed, or focus or quiet hours ended.
-        reason: BatchReason,
-        /// The released notifications, oldest first.
-        items: Vec<Notification>,
-    },
+    /// Send the frames of `replay` to the socket the event came from, pulling them one
+    /// slice at a time ([`Replay::next`]).
+    Replay(Replay),
+    /// Send the held items of `release` to every open socket in `batch` frames, less those
+    /// each socket already had in a replay ([`Session::unseen`]), pulling them one slice
+    /// at a time ([`Hub::release_next`]).
+    Release(Release),
     /// Retention removed this many unread items before any device read them: count them
     /// as `dropped` for `GET /v1/stats`.
     Dropped(u64),
@@ -143,15 +135,30 @@ pub enum Effect {
     },
 }
 
+/// Held items being released, pulled one slice at a time so that a digest holds one
+/// slice of the inbox in memory however much focus mode held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// Why they were held: the batch window closed, or focus or quiet hours ended.
+    pub reason: BatchReason,
+    /// Items up to this seq were held when the release was decided; later ones belong to
+    /// the next window.
+    through: Seq,
+    /// Items up to this seq are out.
+    after: Seq,
+}
+
 /// The hub's answer to a device connecting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// Attach `session` to the socket and send `frames` (welcome, then any replay).
+    /// Attach `session` to the socket, send `welcome`, then the frames of `replay`.
     Welcome {
         /// The new socket's state, for its attachment.
         session: Session,
-        /// What the socket gets first, in order.
-        frames: Vec<ServerFrame>,
+        /// What the socket gets first.
+        welcome: ServerFrame,
+        /// The resume after the socket's cursor, if it asked for one.
+        replay: Option<Replay>,
     },
     /// Send `frame`, then close with `code`.
     Refused {
@@ -237,7 +244,7 @@ impl<I: Inbox> Hub<'_, I> {
                 ),
             });
         }
-        let mut frames = vec![ServerFrame::Welcome {
+        let welcome = ServerFrame::Welcome {
             user: arrival.user.clone(),
             room: None,
             session: arrival.session_id.clone(),
@@ -245,10 +252,8 @@ impl<I: Inbox> Hub<'_, I> {
             seq: self.inbox.latest_seq()?,
             unread_count: self.inbox.unread_count(now_ms)?,
             heartbeat_ms: self.limits.heartbeat_ms,
-        }];
-        if let Some(since) = arrival.since {
-            frames.extend(self.replay(since, now_ms)?);
-        }
+        };
+        let replay = arrival.since.map(|since| self.replay(since)).transpose()?;
         let mut session = Session {
             user: arrival.user,
             id: arrival.session_id,
@@ -260,14 +265,20 @@ impl<I: Inbox> Hub<'_, I> {
             token_expires_at: socket::token_deadline(arrival.token_exp),
             replayed: 0,
         };
-        session.note_replay(&frames);
-        Ok(Admission::Welcome { session, frames })
+        if let Some(replay) = &replay {
+            session.note_replay(replay);
+        }
+        Ok(Admission::Welcome {
+            session,
+            welcome,
+            replay,
+        })
     }
 
     /// Everything stored after `since`, oldest first, in `batch` frames, then `synced`
     /// (see [`history::replay`]).
-    pub fn replay(&self, since: Seq, now_ms: u64) -> Result<Vec<ServerFrame>, InboxError> {
-        history::replay(self.inbox, since, now_ms)
+    pub fn replay(&self, since: Seq) -> Result<Replay, InboxError> {
+        history::replay(self.inbox, since)
     }
 
     /// Stores `drafts` in order, each with the next seq, and pushes, holds or only keeps
@@ -474,12 +485,7 @@ impl<I: Inbox> Hub<'_, I> {
             history::retention_due(self.inbox, self.limits)?,
         );
         timers.set(Timer::Window, self.inbox.window_closes_at()?);
-        if self
-            .inbox
-            .held()?
-            .iter()
-            .any(|(_, hold)| *hold == Hold::Attention)
-        {
+        if self.inbox.holds(Hold::Attention)? {
             // Items still held after focus ended (the alarm has not run yet) are due now.
             let ends = self.inbox.preferences()?.attention_ends(now_ms);
             timers.set(Timer::FocusEnd, Some(ends.unwrap_or(now_ms)));
@@ -499,40 +505,56 @@ impl<I: Inbox> Hub<'_, I> {
             .inbox
             .window_closes_at()?
             .is_some_and(|at| at <= now_ms);
-        let held = self.inbox.held()?;
         let attention = self.inbox.preferences()?.attention_ends(now_ms).is_some();
         if attention {
             if window_due {
-                let seqs: Vec<Seq> = held.iter().map(|(n, _)| n.seq).collect();
-                self.inbox.set_hold(&seqs, Some(Hold::Attention))?;
+                self.inbox.move_holds(Hold::Window, Hold::Attention)?;
                 self.inbox.set_window_closes_at(None)?;
             }
             return Ok(Vec::new());
         }
-        let focus_ended = held.iter().any(|(_, hold)| *hold == Hold::Attention);
+        let focus_ended = self.inbox.holds(Hold::Attention)?;
         if !focus_ended && !window_due {
             return Ok(Vec::new());
         }
         self.inbox.set_window_closes_at(None)?;
-        let seqs: Vec<Seq> = held.iter().map(|(n, _)| n.seq).collect();
-        self.inbox.set_hold(&seqs, None)?;
-        let items: Vec<Notification> = held
-            .into_iter()
-            .map(|(n, _)| n)
-            .filter(|n| n.live_at(now_ms))
-            .collect();
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
         let reason = if focus_ended {
             BatchReason::FocusEnd
         } else {
             BatchReason::Window
         };
         Ok(vec![
-            Effect::Release { reason, items },
+            Effect::Release(Release {
+                reason,
+                through: self.inbox.latest_seq()?,
+                after: 0,
+            }),
             self.unread_frame(now_ms)?,
         ])
+    }
+
+    /// The next slice of `release`'s items, oldest first, now no longer held; `None` once
+    /// all are out. Expired items are let go without being sent.
+    pub fn release_next(
+        &mut self,
+        release: &mut Release,
+        now_ms: u64,
+    ) -> Result<Option<Vec<Notification>>, InboxError> {
+        loop {
+            let held = self
+                .inbox
+                .held(release.after, release.through, history::REPLAY_BATCH)?;
+            let Some(last) = held.last() else {
+                return Ok(None);
+            };
+            release.after = last.seq;
+            let seqs: Vec<Seq> = held.iter().map(|n| n.seq).collect();
+            self.inbox.set_hold(&seqs, None)?;
+            let live: Vec<Notification> = held.into_iter().filter(|n| n.live_at(now_ms)).collect();
+            if !live.is_empty() {
+                return Ok(Some(live));
+            }
+        }
     }
 
     /// The user's preferences, as `GET /v1/preferences` shows them.
@@ -606,10 +628,10 @@ impl<I: Inbox> Hub<'_, I> {
                 .page(&request, now_ms)
                 .map(|page| vec![Effect::Reply(ServerFrame::Page(page))]),
             ClientFrame::Resume { since } => self
-                .replay(since, now_ms)
-                .map(|frames| {
-                    session.note_replay(&frames);
-                    frames.into_iter().map(Effect::Reply).collect()
+                .replay(since)
+                .map(|replay| {
+                    session.note_replay(&replay);
+                    vec![Effect::Replay(replay)]
                 })
                 .map_err(HubError::from),
             ClientFrame::Focus(request) => self.focus(&request, now_ms),

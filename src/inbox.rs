@@ -126,8 +126,14 @@ pub trait Inbox {
     fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError>;
     /// Marks the items `seqs` as held for `hold`, or releases them with `None`.
     fn set_hold(&mut self, seqs: &[Seq], hold: Option<Hold>) -> Result<(), InboxError>;
-    /// Every held item (expired ones included), oldest first.
-    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError>;
+    /// Up to `limit` held items (expired ones included) with seqs in `after + 1..=through`,
+    /// oldest first.
+    fn held(&self, after: Seq, through: Seq, limit: usize)
+        -> Result<Vec<Notification>, InboxError>;
+    /// Whether any item is held for `hold`.
+    fn holds(&self, hold: Hold) -> Result<bool, InboxError>;
+    /// Holds every item held for `from` for `to` instead.
+    fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError>;
     /// When the open batch window closes, if one is open.
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError>;
     /// Records when the open batch window closes; `None` once it has closed.
@@ -308,12 +314,32 @@ impl Inbox for MemoryInbox {
         Ok(())
     }
 
-    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
+    fn held(
+        &self,
+        after: Seq,
+        through: Seq,
+        limit: usize,
+    ) -> Result<Vec<Notification>, InboxError> {
+        if after >= through {
+            return Ok(Vec::new());
+        }
         Ok(self
             .holds
-            .iter()
-            .filter_map(|(seq, hold)| self.items.get(seq).map(|n| (n.clone(), *hold)))
+            .range(after + 1..=through)
+            .filter_map(|(seq, _)| self.items.get(seq).cloned())
+            .take(limit)
             .collect())
+    }
+
+    fn holds(&self, hold: Hold) -> Result<bool, InboxError> {
+        Ok(self.holds.values().any(|h| *h == hold))
+    }
+
+    fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError> {
+        for hold in self.holds.values_mut().filter(|h| **h == from) {
+            *hold = to;
+        }
+        Ok(())
     }
 
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {

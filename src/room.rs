@@ -522,7 +522,7 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
         }
         let latest = self.history.latest_seq()?;
         let replay = match since {
-            Some(since) => history::replay(self.history, since, now_ms)?,
+            Some(since) => history::replay(self.history, since)?.all(self.history, now_ms)?,
             None => Vec::new(),
         };
         let mut online: BTreeSet<String> = self.online_users()?.into_iter().collect();
@@ -594,7 +594,8 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
         };
         let outcome = match frame {
             RoomFrame::Ping => Ok(vec![Effect::Reply(ServerFrame::Pong)]),
-            RoomFrame::Resume { since } => history::replay(self.history, since, now_ms)
+            RoomFrame::Resume { since } => history::replay(self.history, since)
+                .and_then(|replay| replay.all(self.history, now_ms))
                 .map(|frames| frames.into_iter().map(Effect::Reply).collect())
                 .map_err(RoomError::from),
             RoomFrame::Typing => Ok(self.typing(member, now_ms)),

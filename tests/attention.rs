@@ -47,36 +47,64 @@ impl World {
     }
 
     /// Parses and stores preferences as the preferences route does.
-    fn prefer(&mut self, body: Value) -> Vec<Effect> {
+    fn prefer(&mut self, body: Value) -> Vec<Sent> {
         let preferences = Preferences::parse(body.to_string().as_bytes()).unwrap();
         let now = self.now;
-        self.hub().set_preferences(preferences, now).unwrap()
+        let effects = self.hub().set_preferences(preferences, now).unwrap();
+        self.carry_out(effects)
+    }
+
+    /// `effects` as the glue carries them out: each release pulled whole, slice by slice.
+    fn carry_out(&mut self, effects: Vec<Effect>) -> Vec<Sent> {
+        let now = self.now;
+        effects
+            .into_iter()
+            .map(|effect| match effect {
+                Effect::Release(mut release) => {
+                    let mut items = Vec::new();
+                    while let Some(slice) = self.hub().release_next(&mut release, now).unwrap() {
+                        items.extend(slice);
+                    }
+                    Sent::Released(release.reason, items)
+                }
+                other => Sent::Effect(Box::new(other)),
+            })
+            .collect()
+    }
+
+    /// A client frame on `session`'s socket, carried out.
+    fn sent(&mut self, session: &mut Session, text: &str) -> Vec<Sent> {
+        let effects = self.send(session, text);
+        self.carry_out(effects)
     }
 
     fn preferences(&mut self) -> Preferences {
         self.hub().preferences().unwrap()
     }
 
-    fn publish(&mut self, priority: Priority) -> Vec<Effect> {
+    fn publish(&mut self, priority: Priority) -> Vec<Sent> {
         let draft = Draft {
             priority,
             ..self.draft()
         };
-        self.publish_one(draft).1
+        let effects = self.publish_one(draft).1;
+        self.carry_out(effects)
     }
 
-    fn publish_event(&mut self, event: &str, priority: Priority) -> Vec<Effect> {
+    fn publish_event(&mut self, event: &str, priority: Priority) -> Vec<Sent> {
         let draft = Draft {
             event: event.into(),
             priority,
             ..self.draft()
         };
-        self.publish_one(draft).1
+        let effects = self.publish_one(draft).1;
+        self.carry_out(effects)
     }
 
-    fn alarm(&mut self) -> Vec<Effect> {
+    fn alarm(&mut self) -> Vec<Sent> {
         let now = self.now;
-        self.hub().alarm(now).unwrap()
+        let effects = self.hub().alarm(now).unwrap();
+        self.carry_out(effects)
     }
 
     /// The next deadline with `sockets` open (`deadline` is this with none).
@@ -99,16 +127,25 @@ impl World {
     }
 
     /// Sends a `focus` frame with the given fields (`type` is added).
-    fn focus(&mut self, session: &mut Session, fields: Value) -> Vec<Effect> {
+    fn focus(&mut self, session: &mut Session, fields: Value) -> Vec<Sent> {
         let mut frame = fields;
         frame["type"] = json!("focus");
-        self.send(session, &frame.to_string())
+        self.sent(session, &frame.to_string())
     }
 
     fn held_seqs(&self) -> Vec<Seq> {
-        let held = self.inbox.held().unwrap();
-        held.iter().map(|(n, _)| n.seq).collect()
+        let held = self.inbox.held(0, Seq::MAX, usize::MAX).unwrap();
+        held.iter().map(|n| n.seq).collect()
     }
+}
+
+/// What an event sent, as the glue carries it out.
+#[derive(Debug)]
+enum Sent {
+    /// An effect other than a release.
+    Effect(Box<Effect>),
+    /// A release, pulled whole: why, and the items it sent.
+    Released(BatchReason, Vec<Notification>),
 }
 
 /// What an event sent, reduced to what the delivery rules are about.
@@ -126,20 +163,21 @@ enum Out {
     Error(String),
 }
 
-fn outs(effects: &[Effect]) -> Vec<Out> {
-    effects
-        .iter()
-        .map(|effect| match effect {
-            Effect::Broadcast(ServerFrame::Notification(n)) => Out::Pushed(n.seq),
-            Effect::Release { reason, items } => {
+fn outs(sent: &[Sent]) -> Vec<Out> {
+    sent.iter()
+        .map(|sent| match sent {
+            Sent::Released(reason, items) => {
                 Out::Batch(*reason, items.iter().map(|n| n.seq).collect())
             }
-            Effect::Broadcast(ServerFrame::UnreadCount { unread_count }) => {
-                Out::Unread(*unread_count)
-            }
-            Effect::Broadcast(ServerFrame::Preferences(p)) => Out::Prefs(p.clone()),
-            Effect::Reply(ServerFrame::Error { code, .. }) => Out::Error(code.clone()),
-            other => panic!("unexpected effect {other:?}"),
+            Sent::Effect(effect) => match &**effect {
+                Effect::Broadcast(ServerFrame::Notification(n)) => Out::Pushed(n.seq),
+                Effect::Broadcast(ServerFrame::UnreadCount { unread_count }) => {
+                    Out::Unread(*unread_count)
+                }
+                Effect::Broadcast(ServerFrame::Preferences(p)) => Out::Prefs(p.clone()),
+                Effect::Reply(ServerFrame::Error { code, .. }) => Out::Error(code.clone()),
+                other => panic!("unexpected effect {other:?}"),
+            },
         })
         .collect()
 }
@@ -455,7 +493,7 @@ fn items_within_the_window_go_out_as_one_batch_when_it_closes() {
         [Out::Batch(BatchReason::Window, vec![1, 2]), Out::Unread(2)]
     );
     // The batch carries the stored notifications themselves.
-    let Effect::Release { items, .. } = &effects[0] else {
+    let Sent::Released(_, items) = &effects[0] else {
         unreachable!()
     };
     assert_eq!(*items, stored(&w.inbox));
@@ -483,7 +521,7 @@ fn a_socket_that_replayed_held_items_is_not_sent_them_again_on_release() {
 
     w.advance(1_000);
     let effects = w.alarm();
-    let Effect::Release { items, .. } = &effects[0] else {
+    let Sent::Released(_, items) = &effects[0] else {
         panic!("{effects:?}")
     };
     let seqs = |items: Vec<Notification>| items.iter().map(|n| n.seq).collect::<Vec<_>>();
@@ -499,7 +537,7 @@ fn a_socket_that_replayed_held_items_is_not_sent_them_again_on_release() {
     assert_eq!(resumed.replayed, 4);
     w.advance(1_000);
     let effects = w.alarm();
-    let Effect::Release { items, .. } = &effects[0] else {
+    let Sent::Released(_, items) = &effects[0] else {
         panic!("{effects:?}")
     };
     assert_eq!(seqs(resumed.unseen(items)), Vec::<Seq>::new());
@@ -557,7 +595,7 @@ fn focus_holds_all_but_urgent_until_it_ends_then_sends_one_digest() {
     let mut w = World::new();
     let mut session = w.session();
     assert_eq!(
-        outs(&w.send(&mut session, FOCUS_ONE_MINUTE)),
+        outs(&w.sent(&mut session, FOCUS_ONE_MINUTE)),
         [Out::Prefs(focused(Some(T0 + MINUTE)))],
         "every device learns that focus is on"
     );
@@ -594,7 +632,7 @@ fn focus_holds_all_but_urgent_until_it_ends_then_sends_one_digest() {
     w.now = until;
     let effects = w.alarm();
     assert_eq!(outs(&effects), digest(&[1, 2, 3], 4));
-    let Effect::Release { items, .. } = &effects[0] else {
+    let Sent::Released(_, items) = &effects[0] else {
         unreachable!()
     };
     assert_eq!(*items, stored(&w.inbox)[..3]);
@@ -613,7 +651,7 @@ fn focus_holds_all_but_urgent_until_it_ends_then_sends_one_digest() {
 fn focus_can_also_be_shortened() {
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.publish(Priority::Normal);
     let sooner = T0 + 10 * SECOND;
     w.focus(&mut session, json!({ "on": true, "until": sooner }));
@@ -626,7 +664,7 @@ fn focus_can_also_be_shortened() {
 fn turning_focus_off_releases_the_digest_at_once() {
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.advance(SECOND);
     w.publish(Priority::Normal);
     w.publish(Priority::High);
@@ -634,7 +672,7 @@ fn turning_focus_off_releases_the_digest_at_once() {
     w.advance(SECOND);
     let mut expected = vec![Out::Prefs(focused(None))];
     expected.extend(digest(&[1, 2], 2));
-    assert_eq!(outs(&w.send(&mut session, FOCUS_OFF)), expected);
+    assert_eq!(outs(&w.sent(&mut session, FOCUS_OFF)), expected);
     assert!(w.held_seqs().is_empty());
     assert_eq!(outs(&w.alarm()), []);
     assert_eq!(
@@ -644,12 +682,48 @@ fn turning_focus_off_releases_the_digest_at_once() {
 }
 
 #[test]
+fn a_digest_is_pulled_one_slice_at_a_time() {
+    // What bounds a user object's memory on a digest: each pull reads one slice of what
+    // focus held, whatever that was.
+    let mut w = World::new();
+    let mut session = w.session();
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
+    for _ in 0..250 {
+        w.publish(Priority::Normal);
+    }
+    let effects = w.send(&mut session, FOCUS_OFF);
+    let Some(Effect::Release(mut release)) = effects.get(1).cloned() else {
+        panic!("{effects:?}")
+    };
+    let now = w.now;
+    let mut slices = Vec::new();
+    while let Some(items) = w.hub().release_next(&mut release, now).unwrap() {
+        slices.push((items[0].seq, items.len()));
+    }
+    assert_eq!(slices, [(1, 100), (101, 100), (201, 50)]);
+    assert!(w.held_seqs().is_empty());
+}
+
+#[test]
+fn a_digest_released_by_a_publish_leaves_out_what_that_publish_holds() {
+    let mut w = World::preferring(T0, json!({ "batch_window_ms": 1_000 }));
+    let mut session = w.session();
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
+    w.publish(Priority::Normal);
+    w.publish(Priority::Normal);
+    // Focus is over; the next publish releases the digest first, then opens a window.
+    w.advance(MINUTE);
+    assert_eq!(outs(&w.publish(Priority::Normal)), digest(&[1, 2], 2));
+    assert_eq!(w.held_seqs(), [3]);
+}
+
+#[test]
 fn focus_off_with_nothing_held_sends_only_the_preferences() {
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     assert_eq!(
-        outs(&w.send(&mut session, FOCUS_OFF)),
+        outs(&w.sent(&mut session, FOCUS_OFF)),
         [Out::Prefs(focused(None))]
     );
 }
@@ -675,7 +749,7 @@ fn an_invalid_focus_frame_gets_an_error_and_changes_nothing() {
     let mut w = World::new();
     let mut session = w.session();
     // Focus is on with an item held, so that a wrongly applied "off" would show.
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.publish(Priority::Normal);
     w.advance(SECOND);
     let now = w.now;
@@ -724,7 +798,7 @@ fn a_window_that_closes_during_focus_joins_the_digest() {
     let mut session = w.session();
     w.publish(Priority::Normal); // window: closes at T0 + 1000
     w.advance(500);
-    w.send(&mut session, FOCUS_ONE_MINUTE); // focus until T0 + 60 500
+    w.sent(&mut session, FOCUS_ONE_MINUTE); // focus until T0 + 60 500
     w.advance(100);
     w.publish(Priority::Normal); // held for focus
     assert_eq!(w.deadline(), Some(T0 + 1_000), "the window closes first");
@@ -748,7 +822,7 @@ fn a_window_that_closes_during_focus_joins_the_digest() {
 fn an_item_that_expires_while_held_is_left_out_of_the_digest() {
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.publish(Priority::Normal);
     let short_lived = Draft {
         ttl_s: Some(10),
@@ -767,7 +841,7 @@ fn held_notifications_keep_their_fields_in_a_digest() {
     // so that a client renders a held item exactly as it would a live one.
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     let full = Draft {
         title: Some("Title".into()),
         body: Some("Body".into()),
@@ -777,8 +851,8 @@ fn held_notifications_keep_their_fields_in_a_digest() {
         ..w.draft()
     };
     w.publish_one(full);
-    let effects = w.send(&mut session, FOCUS_OFF);
-    let Some(Effect::Release { items, .. }) = effects.get(1) else {
+    let effects = w.sent(&mut session, FOCUS_OFF);
+    let Some(Sent::Released(_, items)) = effects.get(1) else {
         panic!("{effects:?}")
     };
     let expected: Vec<Notification> = stored(&w.inbox);
@@ -793,7 +867,7 @@ fn a_missed_focus_end_is_still_due() {
     // must be now or earlier, not weeks away at retention.
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.publish(Priority::Normal);
     w.now = T0 + MINUTE + SECOND;
     let deadline = w.deadline();
@@ -826,11 +900,11 @@ fn muted_events_are_stored_and_counted_but_never_pushed() {
 fn muted_events_are_not_released_in_a_digest() {
     let mut w = World::preferring(T0, json!({ "muted_events": ["build.failed"] }));
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.publish_event("build.failed", Priority::Normal);
     w.publish_event("task.updated", Priority::Normal);
     w.publish_event("build.failed", Priority::High);
-    let effects = w.send(&mut session, FOCUS_OFF);
+    let effects = w.sent(&mut session, FOCUS_OFF);
     assert_eq!(outs(&effects[1..]), digest(&[2], 3));
 }
 
@@ -855,7 +929,7 @@ fn items_below_the_minimum_priority_are_stored_but_not_pushed() {
 fn a_minimum_priority_of_urgent_lets_only_urgent_through_even_in_focus() {
     let mut w = World::preferring(T0, json!({ "min_priority": "urgent" }));
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     assert_eq!(outs(&w.publish(Priority::High)), []);
     assert_eq!(
         outs(&w.publish(Priority::Urgent)),
@@ -863,7 +937,7 @@ fn a_minimum_priority_of_urgent_lets_only_urgent_through_even_in_focus() {
     );
     // The high item was never held, so ending focus releases nothing.
     assert_eq!(
-        outs(&w.send(&mut session, FOCUS_OFF)),
+        outs(&w.sent(&mut session, FOCUS_OFF)),
         [Out::Prefs(Preferences {
             min_priority: Priority::Urgent,
             ..focused(None)
@@ -1145,7 +1219,7 @@ fn an_idle_user_needs_no_alarm() {
     assert_eq!(w.deadline(), None, "empty inbox, no sockets, no holds");
     // Preferences alone are nothing to wait for, not even a focus end with nothing held.
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     w.prefer(json!({ "batch_window_ms": 1_000, "focus_until": T0 + MINUTE }));
     assert_eq!(w.deadline(), None);
     assert_eq!(outs(&w.alarm()), []);
@@ -1207,7 +1281,7 @@ fn the_window_close_can_be_the_deadline() {
 fn the_attention_end_can_be_the_deadline_while_something_is_held() {
     let mut w = World::new();
     let mut session = w.session();
-    w.send(&mut session, FOCUS_ONE_MINUTE);
+    w.sent(&mut session, FOCUS_ONE_MINUTE);
     let keyed = Draft {
         idempotency_key: Some("k1".into()),
         ttl_s: Some(120),

@@ -95,7 +95,11 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
     let mut inbox = MemoryInbox::default();
     publish(&mut inbox, &["n1", "n2", "n3"], T0);
 
-    let Admission::Welcome { session, frames } = Hub {
+    let Admission::Welcome {
+        session,
+        welcome,
+        replay,
+    } = Hub {
         inbox: &mut inbox,
         limits: &limits,
     }
@@ -107,13 +111,15 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
         2,
         T0 + 5,
     )
-    .unwrap() else {
+    .unwrap()
+    else {
         panic!("refused")
     };
     // Without a resume cursor the welcome is all there is to send.
+    assert_eq!(replay, None);
     assert_eq!(
-        frames,
-        [ServerFrame::Welcome {
+        welcome,
+        ServerFrame::Welcome {
             user: "alice".into(),
             room: None,
             session: "ses_9".into(),
@@ -121,7 +127,7 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
             seq: 3,
             unread_count: 3,
             heartbeat_ms: limits.heartbeat_ms,
-        }]
+        }
     );
     assert_eq!(
         (session.user.as_str(), session.id.as_str()),
@@ -134,16 +140,16 @@ fn connect_welcomes_with_the_latest_seq_and_unread_count() {
 #[test]
 fn a_new_user_is_welcomed_at_seq_zero() {
     let admission = connect(&mut MemoryInbox::default(), &Limits::default(), 0);
-    let Admission::Welcome { frames, .. } = admission else {
+    let Admission::Welcome { welcome, .. } = admission else {
         panic!("refused")
     };
     assert!(matches!(
-        frames.as_slice(),
-        [ServerFrame::Welcome {
+        welcome,
+        ServerFrame::Welcome {
             seq: 0,
             unread_count: 0,
             ..
-        }]
+        }
     ));
 }
 
@@ -356,9 +362,22 @@ impl Inbox for FailingInbox {
         self.healthy()?;
         self.inner.set_hold(seqs, hold)
     }
-    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
+    fn held(
+        &self,
+        after: Seq,
+        through: Seq,
+        limit: usize,
+    ) -> Result<Vec<Notification>, InboxError> {
         self.healthy()?;
-        self.inner.held()
+        self.inner.held(after, through, limit)
+    }
+    fn holds(&self, hold: Hold) -> Result<bool, InboxError> {
+        self.healthy()?;
+        self.inner.holds(hold)
+    }
+    fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.move_holds(from, to)
     }
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
         self.healthy()?;

@@ -12,7 +12,7 @@ use herald::history::REPLAY_BATCH;
 use herald::hub::{
     page_query, Admission, Arrival, Effect, HubError, ReadOutcome, Session, MAX_READ_IDS,
 };
-use herald::inbox::Inbox;
+use herald::inbox::{Inbox, MemoryInbox};
 use herald::model::{Draft, Notification, Receipt, Seq};
 
 const SECOND: u64 = 1_000;
@@ -75,7 +75,15 @@ impl World {
             0,
             now,
         ) {
-            Ok(Admission::Welcome { frames, .. }) => frames,
+            Ok(Admission::Welcome {
+                welcome, replay, ..
+            }) => {
+                let mut frames = vec![welcome];
+                if let Some(replay) = replay {
+                    frames.extend(replay.all(&self.inbox, now).unwrap());
+                }
+                frames
+            }
             other => panic!("connect failed: {other:?}"),
         }
     }
@@ -305,12 +313,14 @@ fn steps(frames: &[ServerFrame]) -> Vec<Step> {
         .collect()
 }
 
-/// The frames of effects that must all be replies to the sender.
-fn replies(effects: Vec<Effect>) -> Vec<ServerFrame> {
+/// The frames of effects that must all be replies to the sender, a replay pulled whole
+/// from `inbox`.
+fn replies(inbox: &MemoryInbox, effects: Vec<Effect>) -> Vec<ServerFrame> {
     effects
         .into_iter()
-        .map(|effect| match effect {
-            Effect::Reply(frame) => frame,
+        .flat_map(|effect| match effect {
+            Effect::Reply(frame) => vec![frame],
+            Effect::Replay(replay) => replay.all(inbox, T0).unwrap(),
             other => panic!("expected a reply, got {other:?}"),
         })
         .collect()
@@ -367,6 +377,29 @@ fn a_long_replay_comes_in_batches_of_at_most_100() {
             batch(101..=200),
             batch(201..=250),
             Step::Synced(250),
+        ]
+    );
+}
+
+#[test]
+fn a_replay_is_pulled_one_slice_at_a_time() {
+    // What bounds a user object's memory on resume: each pull reads one slice of the
+    // log, whatever the log holds, and nothing published after the start is included.
+    let mut w = World::new();
+    w.publish_n(250);
+    let mut replay = herald::history::replay(&w.inbox, 0).unwrap();
+    w.publish_n(1);
+    let mut pulls = Vec::new();
+    while let Some(frames) = replay.next(&w.inbox, w.now).unwrap() {
+        pulls.push(steps(&frames));
+    }
+    assert_eq!(
+        pulls,
+        [
+            vec![batch(1..=100)],
+            vec![batch(101..=200)],
+            vec![batch(201..=250)],
+            vec![Step::Synced(250)],
         ]
     );
 }
@@ -1233,10 +1266,12 @@ fn a_resume_frame_gets_the_replay_as_replies() {
     let mut w = World::keeping_ten();
     w.publish_n(12);
     let mut session = w.session(None);
-    let resumed = replies(w.send(&mut session, r#"{"type":"resume","since":4}"#));
+    let effects = w.send(&mut session, r#"{"type":"resume","since":4}"#);
+    let resumed = replies(&w.inbox, effects);
     assert_eq!(steps(&resumed), [batch(5..=12), Step::Synced(12)]);
 
-    let resumed = replies(w.send(&mut session, r#"{"type":"resume","since":0}"#));
+    let effects = w.send(&mut session, r#"{"type":"resume","since":0}"#);
+    let resumed = replies(&w.inbox, effects);
     assert_eq!(
         steps(&resumed),
         [

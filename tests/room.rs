@@ -111,13 +111,10 @@ fn publish_n(history: &mut MemoryInbox, limits: &Limits, n: usize) -> Vec<Seq> {
         .collect()
 }
 
-fn replay(history: &mut MemoryInbox, limits: &Limits, since: Seq) -> Vec<ServerFrame> {
-    Hub {
-        inbox: history,
-        limits,
-    }
-    .replay(since, T0)
-    .unwrap()
+fn replay(history: &MemoryInbox, since: Seq) -> Vec<ServerFrame> {
+    herald::history::replay(history, since)
+        .and_then(|replay| replay.all(history, T0))
+        .unwrap()
 }
 
 /// The seqs each replay batch carries, batch by batch.
@@ -592,7 +589,7 @@ fn a_resume_replays_in_batches_then_says_synced() {
     let mut history = MemoryInbox::default();
     publish_n(&mut history, &limits, 250);
 
-    let frames = replay(&mut history, &limits, 0);
+    let frames = replay(&history, 0);
     let batches = batch_seqs(&frames);
     assert_eq!(
         batches.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -605,15 +602,12 @@ fn a_resume_replays_in_batches_then_says_synced() {
     );
     assert_eq!(frames.last(), Some(&ServerFrame::Synced { seq: 250 }));
 
-    let frames = replay(&mut history, &limits, 240);
+    let frames = replay(&history, 240);
     assert_eq!(batch_seqs(&frames), [(241..=250).collect::<Vec<Seq>>()]);
     assert_eq!(frames.last(), Some(&ServerFrame::Synced { seq: 250 }));
 
     // Up to date: nothing to replay, only `synced`.
-    assert_eq!(
-        replay(&mut history, &limits, 250),
-        [ServerFrame::Synced { seq: 250 }]
-    );
+    assert_eq!(replay(&history, 250), [ServerFrame::Synced { seq: 250 }]);
 }
 
 #[test]
@@ -630,7 +624,7 @@ fn a_resume_older_than_the_kept_history_is_a_reset() {
     assert_eq!(history.oldest_seq().unwrap(), Some(4));
 
     assert_eq!(
-        replay(&mut history, &limits, 1),
+        replay(&history, 1),
         [
             ServerFrame::Reset {
                 oldest_seq: Some(4),
@@ -640,11 +634,11 @@ fn a_resume_older_than_the_kept_history_is_a_reset() {
         ]
     );
     // A client that saw seq 3 has missed nothing that is gone: an honest replay.
-    let frames = replay(&mut history, &limits, 3);
+    let frames = replay(&history, 3);
     assert_eq!(batch_seqs(&frames), [vec![4, 5, 6, 7, 8]]);
     // A cursor from the future (another room's, say) is a reset too, never a silent gap.
     assert_eq!(
-        replay(&mut history, &limits, 9)[0],
+        replay(&history, 9)[0],
         ServerFrame::Reset {
             oldest_seq: Some(4),
             latest_seq: 8
@@ -688,9 +682,9 @@ fn a_room_draft_becomes_a_notification_of_that_room() {
     assert_eq!(n.actor.as_deref(), Some("alice"));
     assert_eq!(n.created_at, T0);
     // The stored copy, which replays send, carries the room as well.
-    let stored = batch_seqs(&replay(&mut history, &limits, 0));
+    let stored = batch_seqs(&replay(&history, 0));
     assert_eq!(stored, [vec![1]]);
-    match &replay(&mut history, &limits, 0)[0] {
+    match &replay(&history, 0)[0] {
         ServerFrame::Batch { items, .. } => {
             assert_eq!(items[0].room.as_deref(), Some("project:42"))
         }

@@ -13,8 +13,8 @@ use worker::{SqlStorage, SqlStorageValue};
 mod rows;
 
 use self::rows::{
-    json_list, notification, storage_error, Cut, HeldRow, HorizonRow, IdRow, ItemRow, KeyRow,
-    Number, TextRow, IN_LIST,
+    json_list, notification, storage_error, Cut, HorizonRow, IdRow, ItemRow, KeyRow, Number,
+    TextRow, IN_LIST,
 };
 use super::{int, unsigned};
 
@@ -37,8 +37,13 @@ pub struct SqlInbox {
     preferences: RefCell<Option<Preferences>>,
 }
 
-const WINDOW_HOLD: i64 = 1;
-const ATTENTION_HOLD: i64 = 2;
+/// How the `held` column spells a [`Hold`] (NULL: not held).
+fn hold_flag(hold: Hold) -> SqlStorageValue {
+    SqlStorageValue::Integer(match hold {
+        Hold::Window => 1,
+        Hold::Attention => 2,
+    })
+}
 
 impl SqlInbox {
     pub fn open(sql: SqlStorage) -> Result<Self, InboxError> {
@@ -344,11 +349,7 @@ impl Inbox for SqlInbox {
         if seqs.is_empty() {
             return Ok(());
         }
-        let flag = match hold {
-            None => SqlStorageValue::Null,
-            Some(Hold::Window) => SqlStorageValue::Integer(WINDOW_HOLD),
-            Some(Hold::Attention) => SqlStorageValue::Integer(ATTENTION_HOLD),
-        };
+        let flag = hold.map_or(SqlStorageValue::Null, hold_flag);
         self.run(
             &format!("UPDATE notifications SET held = ? WHERE seq {IN_LIST}"),
             vec![flag, json_list(seqs)?],
@@ -356,22 +357,34 @@ impl Inbox for SqlInbox {
         Ok(())
     }
 
-    fn held(&self) -> Result<Vec<(Notification, Hold)>, InboxError> {
-        let rows: Vec<HeldRow> = self.rows(
-            "SELECT item, read_at IS NOT NULL AS read, held FROM notifications
-             WHERE held IS NOT NULL ORDER BY seq",
-            vec![],
+    fn held(
+        &self,
+        after: Seq,
+        through: Seq,
+        limit: usize,
+    ) -> Result<Vec<Notification>, InboxError> {
+        let rows = self.rows(
+            "SELECT item, read_at IS NOT NULL AS read FROM notifications
+             WHERE held IS NOT NULL AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            vec![int(after), int(through), int(limit as u64)],
         )?;
-        rows.into_iter()
-            .map(|row| {
-                let hold = if row.held == WINDOW_HOLD {
-                    Hold::Window
-                } else {
-                    Hold::Attention
-                };
-                Ok((notification(&row.item, row.read)?, hold))
-            })
-            .collect()
+        self.notifications(rows)
+    }
+
+    fn holds(&self, hold: Hold) -> Result<bool, InboxError> {
+        let found = self.number(
+            "SELECT EXISTS (SELECT 1 FROM notifications WHERE held = ?) AS n",
+            vec![hold_flag(hold)],
+        )?;
+        Ok(found > 0)
+    }
+
+    fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError> {
+        self.run(
+            "UPDATE notifications SET held = ? WHERE held = ?",
+            vec![hold_flag(to), hold_flag(from)],
+        )?;
+        Ok(())
     }
 
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {

@@ -27,8 +27,9 @@ use super::{
 };
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::frame::{BatchReason, CloseCode, ServerFrame};
-use crate::hub::{self, Admission, Arrival, Effect, Hub, Session};
+use crate::frame::{CloseCode, ServerFrame};
+use crate::history::Replay;
+use crate::hub::{self, Admission, Arrival, Effect, Hub, HubError, Release, Session};
 use crate::inbox::{Inbox, InboxError};
 use crate::model::Notification;
 use crate::socket::SocketView;
@@ -225,11 +226,16 @@ impl UserHub {
 
         let (pair, server) = runner::socket_pair()?;
         match admission {
-            Admission::Welcome { session, frames } => {
+            Admission::Welcome {
+                session,
+                welcome,
+                replay,
+            } => {
                 runner::accept(&self.state, &server, &session.id, &session, &self.stats)?;
-                for frame in &frames {
-                    runner::send(&self.state, &self.stats, &server, frame)
-                        .map_err(internal_error)?;
+                runner::send(&self.state, &self.stats, &server, &welcome)
+                    .map_err(internal_error)?;
+                if let Some(replay) = replay {
+                    self.send_replay(&server, replay).map_err(internal_error)?;
                 }
                 log::event(
                     "connect",
@@ -324,10 +330,7 @@ impl UserHub {
                     self.stats.sent(&self.state, stats::items(&frame), sends);
                     Ok(())
                 }
-                (Effect::Release { reason, items }, _) => {
-                    self.release(reason, &items);
-                    Ok(())
-                }
+                (Effect::Release(release), _) => self.release(release),
                 (Effect::Dropped(count), _) => {
                     self.stats.dropped(&self.state, count);
                     Ok(())
@@ -335,6 +338,7 @@ impl UserHub {
                 (Effect::Reply(frame), Some((ws, _))) => {
                     runner::send(&self.state, &self.stats, ws, &frame)
                 }
+                (Effect::Replay(replay), Some((ws, _))) => self.send_replay(ws, replay),
                 (Effect::Close { code, reason }, Some((ws, session))) => {
                     log::event(
                         "close",
@@ -342,7 +346,7 @@ impl UserHub {
                     );
                     runner::close(ws, code, &reason)
                 }
-                (Effect::Reply(_) | Effect::Close { .. }, None) => Ok(()),
+                (Effect::Reply(_) | Effect::Replay(_) | Effect::Close { .. }, None) => Ok(()),
             };
             if let Err(e) = result {
                 log::event("error", json!({ "message": e.to_string() }));
@@ -350,34 +354,85 @@ impl UserHub {
         }
     }
 
+    /// Sends `replay` to `ws` one slice at a time, so that only one slice of the inbox is
+    /// in memory however much the resume covers. A storage failure midway is told to the
+    /// socket; the client resumes again from what it got.
+    fn send_replay(&self, ws: &WebSocket, mut replay: Replay) -> Result<()> {
+        let inbox = self
+            .inbox()
+            .map_err(|e| worker::Error::from(e.to_string()))?;
+        loop {
+            match replay.next(&*inbox, now_ms()) {
+                Ok(Some(frames)) => {
+                    for frame in &frames {
+                        runner::send(&self.state, &self.stats, ws, frame)?;
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    runner::send(
+                        &self.state,
+                        &self.stats,
+                        ws,
+                        &HubError::from(e.clone()).frame(),
+                    )?;
+                    return Err(worker::Error::from(e.to_string()));
+                }
+            }
+        }
+    }
+
     /// Sends released held items to each socket, less what its replays already sent it, in
-    /// frames of bounded size. Held items go out rarely, so sockets are visited one by one.
-    fn release(&self, reason: BatchReason, items: &[Notification]) {
+    /// frames of bounded size, one slice of the inbox at a time. Held items go out rarely,
+    /// so sockets are visited one by one.
+    fn release(&self, mut release: Release) -> Result<()> {
+        let config = self.config().map_err(|e| worker::Error::from(e.message))?;
+        let sockets: Vec<(WebSocket, Option<Session>)> = self
+            .state
+            .get_websockets()
+            .into_iter()
+            .map(|ws| {
+                let session = ws.deserialize_attachment::<Session>().ok().flatten();
+                (ws, session)
+            })
+            .collect();
+        let reason = release.reason;
         let frames = |items: Vec<Notification>| -> Vec<String> {
             ServerFrame::batches(reason, items)
                 .iter()
                 .map(ServerFrame::to_json)
                 .collect()
         };
-        let whole = frames(items.to_vec());
-        for ws in self.state.get_websockets() {
-            let unseen = match ws.deserialize_attachment::<Session>() {
-                Ok(Some(session)) => session.unseen(items),
-                _ => items.to_vec(),
+        loop {
+            let items = self
+                .with_hub(config, |hub| {
+                    hub.release_next(&mut release, now_ms())
+                        .map_err(HubError::from)
+                })
+                .map_err(|e| worker::Error::from(e.message))?;
+            let Some(items) = items else {
+                return Ok(());
             };
-            let count = unseen.len();
-            let rest;
-            let texts = match count {
-                0 => continue,
-                n if n == items.len() => &whole,
-                _ => {
-                    rest = frames(unseen);
-                    &rest
-                }
-            };
-            let sent = texts.iter().try_for_each(|text| ws.send_with_str(text));
-            self.stats
-                .sent(&self.state, count as u64, Sends::one(sent.is_ok()));
+            let whole = frames(items.clone());
+            for (ws, session) in &sockets {
+                let unseen = match session {
+                    Some(session) => session.unseen(&items),
+                    None => items.clone(),
+                };
+                let count = unseen.len();
+                let rest;
+                let texts = match count {
+                    0 => continue,
+                    n if n == items.len() => &whole,
+                    _ => {
+                        rest = frames(unseen);
+                        &rest
+                    }
+                };
+                let sent = texts.iter().try_for_each(|text| ws.send_with_str(text));
+                self.stats
+                    .sent(&self.state, count as u64, Sends::one(sent.is_ok()));
+            }
         }
     }
 

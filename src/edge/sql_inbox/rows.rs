@@ -26,13 +26,6 @@ pub(super) struct ItemRow {
 }
 
 #[derive(Deserialize)]
-pub(super) struct HeldRow {
-    pub(super) item: String,
-    pub(super) read: i64,
-    pub(super) held: i64,
-}
-
-#[derive(Deserialize)]
 pub(super) struct TextRow {
     pub(super) value: String,
 }
