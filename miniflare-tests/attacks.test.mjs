@@ -15,6 +15,7 @@ import {
   ofType,
   PUBLISH_KEY,
   startHerald,
+  storedDatabases,
   tokenFor,
 } from "./harness.mjs";
 
@@ -811,6 +812,146 @@ describe("hostile publishes are refused and store nothing", { concurrency: true,
       isError({ status: res.status, body: await res.json() }, 400, "bad_request", /^body: /);
     },
   );
+});
+
+// ---- privileges and bounds ----------------------------------------------------------------------
+
+describe("a token cannot climb to producer rights, and a publish is bounded before it is written", { concurrency: true, timeout: 30_000 }, () => {
+  test("a token with the publish scope can neither list a room's members nor add itself", async () => {
+    const publisher = token("mallory", { scope: "publish", rooms: [ROOM] });
+    isError(await rest(`/v1/rooms/${ROOM}/members`, publisher), 403, "forbidden", /members/);
+    isError(
+      await rest(`/v1/rooms/${ROOM}/members`, publisher, { method: "PUT", body: { members: [VICTIM, "mallory"] } }),
+      403,
+      "forbidden",
+      /members/,
+    );
+    // The separate scope is what members management takes.
+    const manager = token("ops", { scope: "members" });
+    const listed = await rest(`/v1/rooms/${ROOM}/members`, manager);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual(listed.body.members, [VICTIM]);
+  });
+
+  test("a token with exp 1e300 opens a socket that stays open (no wrapped deadline, no 4001)", async () => {
+    const client = await userSocket(token("methuselah", { exp: 1e300 }));
+    client.send("ping");
+    await client.next((f) => f === "pong" || f?.type === "pong");
+    assert.equal(client.ws.readyState, 1, "the socket is open");
+    await client.close();
+  });
+
+  test("a notification of more than MAX_NOTIFICATION_BYTES gets 413 naming it, and nothing of the request is stored", async () => {
+    const before = await rest(`/v1/rooms/${ROOM}/members`, PUBLISH_KEY);
+    const res = await herald.publish({
+      messages: [
+        { to: { room: ROOM }, event: "room.note", inbox: true, title: "would be filed for bob" },
+        { to: { users: [VICTIM] }, event: "big", data: { blob: "x".repeat(16 * 1024) } },
+      ],
+    });
+    isError(res, 413, "payload_too_large", /messages\[1\]/);
+    assert.deepEqual((await rest(`/v1/rooms/${ROOM}/members`, PUBLISH_KEY)).body, before.body);
+  });
+
+  test("inbox:true filings count toward MAX_RECIPIENTS: 400 naming the count, nothing stored", async (t) => {
+    const own = await startHerald({ bindings: { MAX_RECIPIENTS: "3" } });
+    t.after(() => own.stop());
+    const members = ["m1", "m2", "m3"];
+    const put = await own.request("/v1/rooms/crowd/members", {
+      method: "PUT",
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}`, "Content-Type": "application/json" },
+      body: { members },
+    });
+    assert.equal(put.status, 200, JSON.stringify(put.body));
+    const res = await own.publish({
+      messages: [
+        { to: { room: "crowd" }, event: "room.note", inbox: true },
+        { to: { users: ["outsider"] }, event: "direct" },
+      ],
+    });
+    isError(res, 400, "bad_request", /4 distinct recipients.*at most 3 \(MAX_RECIPIENTS\)/);
+    for (const user of [...members, "outsider"]) {
+      const inbox = await own.request("/v1/notifications", { headers: { Authorization: `Bearer ${tokenFor(user)}` } });
+      assert.deepEqual(inbox.body.items, [], `${user}'s inbox`);
+    }
+  });
+});
+
+describe("stored state stays bounded", { concurrency: false, timeout: 60_000 }, () => {
+  let own;
+  const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" }).publicKey.export({ format: "jwk" });
+  before(async () => {
+    own = await startHerald({
+      bindings: {
+        IDEMPOTENCY_MAX_KEYS: "3",
+        // Keys of a type Herald does not verify with sit beside the good ones: skipped.
+        JWT_JWKS: JSON.stringify({
+          keys: [
+            { ...p384, kid: "p384-1", alg: "ES384", use: "sig" },
+            { ...jwkOf("RS256"), kid: "rsa-enc", use: "enc" },
+            ...["RS256", "ES256", "EdDSA"].map(jwkOf),
+          ],
+        }),
+      },
+    });
+  });
+  after(() => own?.stop());
+  const as = (user) => ({ headers: { Authorization: `Bearer ${tokenFor(user)}` } });
+  const userDatabase = async () => {
+    const dbs = (await storedDatabases(own.dir)).filter((db) => "device_acks" in db.tables);
+    assert.equal(dbs.length, 1, "one user object has stored anything");
+    return dbs[0];
+  };
+
+  test("reading an unused room's presence or members stores nothing", async () => {
+    const presence = await own.request("/v1/rooms/unused/presence", {
+      headers: { Authorization: `Bearer ${tokenFor("zoe", { claims: { rooms: ["unused"] } })}` },
+    });
+    assert.deepEqual([presence.status, presence.body], [200, { users: [] }]);
+    const members = await own.request("/v1/rooms/unused-too/members", { headers: { Authorization: `Bearer ${PUBLISH_KEY}` } });
+    assert.deepEqual([members.status, members.body], [200, { members: [] }]);
+    const rooms = (await storedDatabases(own.dir)).filter((db) => db.file.includes("RoomHub"));
+    assert.ok(rooms.length >= 2, "both room objects ran");
+    for (const room of rooms) assert.deepEqual(room.tables, {}, `${room.file} stored a schema`);
+  });
+
+  test("a JWK set with an unsupported and an encryption key still verifies with its signing keys", async () => {
+    for (const alg of ["RS256", "ES256"]) {
+      const res = await own.request("/v1/notifications", {
+        headers: { Authorization: `Bearer ${tokenFor("erin", { alg })}` },
+      });
+      assert.equal(res.status, 200, `${alg}: ${JSON.stringify(res.body)}`);
+    }
+  });
+
+  test("past IDEMPOTENCY_MAX_KEYS the oldest key is forgotten first", async () => {
+    const keyed = (key) => own.publish({ to: { users: ["erin"] }, event: "keyed", idempotency_key: key });
+    for (const key of ["k1", "k2", "k3", "k4"]) assert.equal((await keyed(key)).status, 202);
+    assert.equal((await userDatabase()).tables.idempotency_keys, 3);
+    assert.equal((await keyed("k4")).body.recipients[0].duplicate, true, "the newest key is remembered");
+    assert.equal((await keyed("k1")).body.recipients[0].duplicate, undefined, "the oldest key was forgotten");
+    assert.equal((await userDatabase()).tables.idempotency_keys, 3);
+  });
+
+  test("a session without a device name takes its ack with it when it closes; a named device keeps its own", async () => {
+    const erin = tokenFor("erin");
+    assert.equal((await own.publish({ to: { users: ["erin"] }, event: "to.ack" })).status, 202);
+    for (const path of ["/v1/connect", "/v1/connect?device=phone"]) {
+      const client = await own.connect(path, bearer(erin));
+      const welcome = await client.next(ofType("welcome"));
+      client.send(JSON.stringify({ type: "ack", seq: welcome.seq }));
+      client.send("ping");
+      await client.next((f) => f === "pong" || f?.type === "pong");
+      await client.close();
+      await own.waitForLog((l) => l.event === "close" && l.session === welcome.session);
+    }
+    const db = await userDatabase();
+    assert.equal(db.tables.device_acks, 1, "only the phone's ack is kept");
+    // What retention and the alarm schedule look up is indexed.
+    for (const index of ["notifications_expiry", "idempotency_keys_by_age", "device_acks_by_age"]) {
+      assert.ok(db.indexes.includes(index), `missing index ${index}`);
+    }
+  });
 });
 
 // ---- afterwards ---------------------------------------------------------------------------------

@@ -328,3 +328,27 @@ class Client {
 }
 
 export const ofType = (type) => (frame) => frame?.type === type;
+
+/**
+ * What the Durable Objects under `dir` (a `startHerald` storage directory) have stored:
+ * one entry per database file, `{ file, tables: { name: rows } }`, read with SQLite itself
+ * (read-only, beside the running runtime).
+ */
+export async function storedDatabases(dir) {
+  // Imported here: Node 22 warns on loading it, and only these tests need it.
+  const { DatabaseSync } = await import("node:sqlite");
+  const files = readdirSync(dir, { recursive: true }).filter((f) => f.endsWith(".sqlite"));
+  return files.map((file) => {
+    const db = new DatabaseSync(join(dir, file), { readOnly: true });
+    try {
+      const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '_cf_%'").all();
+      const tables = Object.fromEntries(
+        names.map(({ name }) => [name, db.prepare(`SELECT COUNT(*) AS n FROM "${name}"`).get().n]),
+      );
+      const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index'").all().map((r) => r.name);
+      return { file, tables, indexes };
+    } finally {
+      db.close();
+    }
+  });
+}

@@ -79,6 +79,14 @@ pub fn store(
     if let Some(key) = &draft.idempotency_key {
         let receipt = Stored::New(notification.clone()).receipt();
         inbox.remember(key, &receipt, now_ms)?;
+        // Bounded by count as well as by age, so that a producer minting a fresh key per
+        // request cannot grow the table for a whole window; the oldest go first.
+        let excess = inbox
+            .key_count()?
+            .saturating_sub(limits.idempotency_max_keys);
+        if excess > 0 {
+            inbox.forget_oldest_keys(excess)?;
+        }
     }
     Ok(Stored::New(notification))
 }

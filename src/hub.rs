@@ -449,6 +449,15 @@ impl<I: Inbox> Hub<'_, I> {
         Ok(())
     }
 
+    /// `session`'s socket closed. The ack of a session without a device name is kept
+    /// under the connection's id, which no later socket can have, so it goes with it.
+    pub fn close(&mut self, session: &Session) -> Result<(), InboxError> {
+        if session.device.is_none() && session.acked > 0 {
+            self.inbox.forget_ack(&session.id)?;
+        }
+        Ok(())
+    }
+
     /// The alarm fired: prune what retention says and release what is due. Running it
     /// twice in a row does nothing the first run did not. (Closing silent or expired
     /// sockets is [`Hub::liveness`], which the glue asks per socket.)

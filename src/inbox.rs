@@ -117,9 +117,15 @@ pub trait Inbox {
     fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError>;
     /// Remembers `receipt` under `key`.
     fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError>;
+    /// How many idempotency keys are remembered.
+    fn key_count(&self) -> Result<u64, InboxError>;
+    /// Forgets the `count` idempotency keys remembered longest ago.
+    fn forget_oldest_keys(&mut self, count: u64) -> Result<(), InboxError>;
     /// Records that `device` has seen everything up to `seq`; a lower seq than the one
     /// stored (from an older session of the device) leaves it in place.
     fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError>;
+    /// Forgets the ack recorded under `device`.
+    fn forget_ack(&mut self, device: &str) -> Result<(), InboxError>;
     /// The user's preferences (the defaults until any are set).
     fn preferences(&self) -> Result<Preferences, InboxError>;
     /// Replaces the user's preferences.
@@ -286,6 +292,28 @@ impl Inbox for MemoryInbox {
 
     fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError> {
         self.keys.insert(key.to_owned(), (receipt.clone(), now_ms));
+        Ok(())
+    }
+
+    fn key_count(&self) -> Result<u64, InboxError> {
+        Ok(self.keys.len() as u64)
+    }
+
+    fn forget_oldest_keys(&mut self, count: u64) -> Result<(), InboxError> {
+        let mut by_age: Vec<(u64, String)> = self
+            .keys
+            .iter()
+            .map(|(k, (_, at))| (*at, k.clone()))
+            .collect();
+        by_age.sort();
+        for (_, key) in by_age.into_iter().take(count as usize) {
+            self.keys.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn forget_ack(&mut self, device: &str) -> Result<(), InboxError> {
+        self.acks.remove(device);
         Ok(())
     }
 

@@ -79,10 +79,19 @@ pub fn admit(
     None
 }
 
+/// The latest deadline kept: the largest integer a JavaScript number holds exactly (about
+/// 285,000 years from 1970), since attachments and alarms are JavaScript values.
+pub const LATEST_DEADLINE_MS: u64 = (1 << 53) - 1;
+
 /// When a socket opened with a token expiring at `exp` (seconds) is closed: at `exp` plus
-/// the leeway, in ms. An absurd `exp` saturates instead of wrapping to a time long past.
+/// the leeway, in ms. An absurd `exp` saturates at [`LATEST_DEADLINE_MS`] instead of
+/// wrapping to a time long past.
 pub fn token_deadline(exp: Option<u64>) -> Option<u64> {
-    exp.map(|exp| exp.saturating_add(LEEWAY_S).saturating_mul(1000))
+    exp.map(|exp| {
+        exp.saturating_add(LEEWAY_S)
+            .saturating_mul(1000)
+            .min(LATEST_DEADLINE_MS)
+    })
 }
 
 /// What the liveness sweep knows of one open socket.

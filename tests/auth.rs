@@ -441,5 +441,7 @@ fn an_absurd_exp_saturates_instead_of_wrapping() {
         assert_eq!(claims.exp, u64::MAX, "{exp}");
         let deadline = herald::socket::token_deadline(Some(claims.exp)).unwrap();
         assert!(deadline > NOW * 1000 * 1000, "{exp}: closed at {deadline}");
+        // It is stored in the socket's attachment, a JavaScript value.
+        assert_eq!(deadline, herald::socket::LATEST_DEADLINE_MS, "{exp}");
     }
 }

@@ -346,6 +346,18 @@ impl Inbox for FailingInbox {
         self.healthy()?;
         self.inner.remember(key, receipt, now_ms)
     }
+    fn key_count(&self) -> Result<u64, InboxError> {
+        self.healthy()?;
+        self.inner.key_count()
+    }
+    fn forget_oldest_keys(&mut self, count: u64) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.forget_oldest_keys(count)
+    }
+    fn forget_ack(&mut self, device: &str) -> Result<(), InboxError> {
+        self.healthy()?;
+        self.inner.forget_ack(device)
+    }
     fn record_ack(&mut self, device: &str, seq: Seq, now_ms: u64) -> Result<(), InboxError> {
         self.healthy()?;
         self.inner.record_ack(device, seq, now_ms)

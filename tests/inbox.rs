@@ -653,6 +653,25 @@ fn a_retry_within_the_window_gets_the_original_receipt_and_stores_nothing() {
 }
 
 #[test]
+fn past_idempotency_max_keys_the_oldest_key_is_forgotten_first() {
+    let mut w = World::new();
+    w.limits.idempotency_max_keys = 3;
+    for key in ["k1", "k2", "k3", "k4"] {
+        let draft = w.draft_with_key(key);
+        w.publish_one(draft);
+        w.advance(SECOND);
+    }
+    assert_eq!(w.inbox.key_count().unwrap(), 3);
+    // k1 was forgotten: a retry with it is stored again (and forgets k2 in turn).
+    let retry = w.draft_with_key("k1");
+    assert_eq!(w.publish_one(retry).0, receipt("n5", 5, false));
+    // k4 is still remembered.
+    let retry = w.draft_with_key("k4");
+    assert_eq!(w.publish_one(retry).0, receipt("n4", 4, true));
+    assert_eq!(w.inbox.key_count().unwrap(), 3);
+}
+
+#[test]
 fn a_batch_stores_only_what_its_keys_have_not_stored_before() {
     let mut w = World::new();
     let first = w.draft_with_key("k1");
@@ -1070,6 +1089,21 @@ fn without_a_device_acks_are_recorded_under_the_session_id() {
     w.ack(&mut session, 1).unwrap();
     assert_eq!(w.inbox.acks.get("ses_1"), Some(&(1, T0)));
     assert_eq!(w.inbox.acks.len(), 1);
+}
+
+#[test]
+fn a_session_without_a_device_takes_its_ack_with_it_when_it_closes() {
+    let mut w = World::new();
+    w.publish_n(2);
+    let mut anonymous = w.session(None);
+    w.ack(&mut anonymous, 1).unwrap();
+    let mut phone = w.session(Some("phone"));
+    w.ack(&mut phone, 2).unwrap();
+
+    w.hub().close(&anonymous).unwrap();
+    w.hub().close(&phone).unwrap();
+    // The phone's ack is for its next connection; the anonymous one had no next.
+    assert_eq!(w.inbox.acks.keys().collect::<Vec<_>>(), ["phone"]);
 }
 
 #[test]

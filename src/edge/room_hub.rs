@@ -7,12 +7,12 @@
 //! what the root fans out, and confirms its sockets to the root at every alarm. Sockets
 //! hibernate in both; the plumbing is [`super::runner`]'s.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 
 use serde_json::json;
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage,
 };
 
@@ -40,10 +40,11 @@ use crate::stats::{self, Kind};
 pub struct RoomHub {
     state: State,
     env: Env,
-    /// Root only: the history.
-    history: std::result::Result<RefCell<SqlInbox>, String>,
+    /// Root only: the history. Opened (its schema created) on first use, like `store`,
+    /// so that a room that only answered a read stores nothing.
+    history: OnceCell<std::result::Result<RefCell<SqlInbox>, String>>,
     /// Members, presence, shard sockets (root); the object's identity (both).
-    store: std::result::Result<RefCell<RoomSql>, String>,
+    store: OnceCell<std::result::Result<RefCell<RoomSql>, String>>,
     /// This object's sockets and typing times, rebuilt on first use after a wake-up.
     awake: RefCell<Option<Awake>>,
     /// Shard only: sockets whose first frames are still being fetched from the root, and
@@ -64,21 +65,14 @@ pub struct RoomHub {
 impl DurableObject for RoomHub {
     fn new(state: State, env: Env) -> Self {
         runner::auto_respond(&state);
-        let sql = state.storage().sql();
-        let history = SqlInbox::open(sql.clone())
-            .map(RefCell::new)
-            .map_err(|e| e.to_string());
-        let store = RoomSql::open(sql)
-            .map(RefCell::new)
-            .map_err(|e| e.to_string());
         let interval = config(&env).map_or(crate::config::DEFAULT_REPORT_INTERVAL_MS, |c| {
             c.limits.stats_report_ms
         });
         Self {
             state,
             env,
-            history,
-            store,
+            history: OnceCell::new(),
+            store: OnceCell::new(),
             awake: RefCell::new(None),
             pending: RefCell::new(HashMap::new()),
             outbox: RefCell::new(Vec::new()),
@@ -91,9 +85,12 @@ impl DurableObject for RoomHub {
 
     async fn fetch(&self, req: Request) -> Result<Response> {
         // Requests from the Worker name the room; store it once per wake-up, for the
-        // alarm and for shard fan-out.
-        if !self.named.get() {
-            if let (Some(name), Ok(store)) = (req.headers().get(internal::ROOM)?, &self.store) {
+        // alarm and for shard fan-out. A read of a room that has stored nothing answers
+        // from nothing and stores nothing.
+        let reads =
+            req.path() == "/presence" || (req.path() == "/members" && req.method() == Method::Get);
+        if !(self.named.get() || reads && self.untouched()) {
+            if let (Some(name), Ok(store)) = (req.headers().get(internal::ROOM)?, self.store()) {
                 store.borrow().set_name(&name).map_err(|e| e.to_string())?;
                 self.named.set(true);
             }
@@ -269,10 +266,12 @@ impl RoomHub {
     /// Sends the stats report if one is due (see [`ObjectStats::tick`]).
     fn report(&self) -> stats::Tick {
         self.stats.tick(&self.state, &self.env, || {
-            let stored = self
-                .history
-                .as_ref()
-                .ok()
+            // A room that stored nothing has nothing to count, and is not made to.
+            let stored = match self.untouched() {
+                true => None,
+                false => self.history().ok(),
+            };
+            let stored = stored
                 .and_then(|cell| cell.borrow().latest_seq().ok())
                 .unwrap_or(0);
             (self.awake().roster.sockets() as u64, stored)
@@ -322,9 +321,8 @@ impl RoomHub {
         f: impl FnOnce(&mut Room<'_, SqlInbox, RoomSql>) -> std::result::Result<T, RoomError>,
     ) -> std::result::Result<T, ApiError> {
         let config = config(&self.env)?;
-        let unavailable = |e: &String| ApiError::unavailable(e.clone());
-        let mut history = self.history.as_ref().map_err(unavailable)?.borrow_mut();
-        let mut store = self.store.as_ref().map_err(unavailable)?.borrow_mut();
+        let mut history = self.history()?.borrow_mut();
+        let mut store = self.store()?.borrow_mut();
         let mut awake = self.awake();
         let mut room = Room {
             history: &mut *history,
@@ -338,15 +336,42 @@ impl RoomHub {
 
     /// This object's shard number, or `None` on the root.
     fn shard_number(&self) -> std::result::Result<Option<u64>, ApiError> {
-        match &self.store {
-            Ok(store) => store.borrow().shard().map_err(internal_error),
-            Err(e) => Err(ApiError::unavailable(e.clone())),
-        }
+        self.store()?.borrow().shard().map_err(internal_error)
+    }
+
+    /// The history, its schema created on first use.
+    fn history(&self) -> std::result::Result<&RefCell<SqlInbox>, ApiError> {
+        let opened = self.history.get_or_init(|| {
+            SqlInbox::open(self.state.storage().sql())
+                .map(RefCell::new)
+                .map_err(|e| e.to_string())
+        });
+        opened
+            .as_ref()
+            .map_err(|e| ApiError::unavailable(e.clone()))
+    }
+
+    /// The room store, its schema created on first use.
+    fn store(&self) -> std::result::Result<&RefCell<RoomSql>, ApiError> {
+        let opened = self.store.get_or_init(|| {
+            RoomSql::open(self.state.storage().sql())
+                .map(RefCell::new)
+                .map_err(|e| e.to_string())
+        });
+        opened
+            .as_ref()
+            .map_err(|e| ApiError::unavailable(e.clone()))
+    }
+
+    /// Whether this object has never stored anything: no schema, so no members, history
+    /// or sockets.
+    fn untouched(&self) -> bool {
+        self.store.get().is_none() && !RoomSql::exists(&self.state.storage().sql())
     }
 
     /// The room this object serves (a shard's sockets name it too).
     fn room_name(&self) -> std::result::Result<String, ApiError> {
-        let stored = match &self.store {
+        let stored = match self.store() {
             Ok(store) => store.borrow().name().map_err(internal_error)?,
             Err(_) => None,
         };

@@ -5,7 +5,7 @@
 //! message leaves the object (its output gate). That is what lets the publish route say
 //! "stored" the moment `append` returns, and makes every multi-statement write here atomic.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::de::DeserializeOwned;
 use worker::{SqlStorage, SqlStorageValue};
@@ -35,6 +35,10 @@ pub struct SqlInbox {
     /// The stored preferences, read on first use and then kept: every publish and alarm
     /// consults them, and `set_preferences` on this object is their only writer.
     preferences: RefCell<Option<Preferences>>,
+    /// How many idempotency keys are stored, counted on first use and then kept: the
+    /// count bound is checked on every keyed publish, and this object is the table's only
+    /// writer.
+    key_count: Cell<Option<u64>>,
 }
 
 /// How the `held` column spells a [`Hold`] (NULL: not held).
@@ -51,6 +55,7 @@ impl SqlInbox {
         Ok(Self {
             sql,
             preferences: RefCell::new(None),
+            key_count: Cell::new(None),
         })
     }
 
@@ -108,6 +113,14 @@ impl SqlInbox {
             vec![key.into(), int(value)],
         )?;
         Ok(())
+    }
+
+    /// Keeps the key count true after `removed` keys were deleted.
+    fn keys_removed(&self, removed: usize) {
+        if let Some(count) = self.key_count.get() {
+            self.key_count
+                .set(Some(count.saturating_sub(removed as u64)));
+        }
     }
 
     fn notifications(&self, rows: Vec<ItemRow>) -> Result<Vec<Notification>, InboxError> {
@@ -254,10 +267,11 @@ impl Inbox for SqlInbox {
         if let Some(cut) = retained_cut {
             self.set_meta("pruned_through", cut)?;
         }
-        self.run(
+        let forgotten = self.run(
             "DELETE FROM idempotency_keys WHERE at < ?",
             vec![int(prune.keys_before)],
         )?;
+        self.keys_removed(forgotten);
         self.run(
             "DELETE FROM device_acks WHERE at < ?",
             vec![int(prune.acks_before)],
@@ -267,9 +281,14 @@ impl Inbox for SqlInbox {
 
     fn horizon(&self) -> Result<Horizon, InboxError> {
         let rows: Vec<HorizonRow> = self.rows(
+            // Each a single index lookup, as the alarm schedule runs this after most
+            // events: items are stored in seq order with the time of storing, so the
+            // oldest is the first by seq (a clock stepping back delays its retention by
+            // at most the step); the other columns have an index.
             "SELECT
-               (SELECT MIN(created_at) FROM notifications) AS oldest_item_at,
-               (SELECT MIN(expires_at) FROM notifications) AS earliest_expiry,
+               (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
+               (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL)
+                 AS earliest_expiry,
                (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
                (SELECT MIN(at) FROM device_acks) AS oldest_ack_at",
             vec![],
@@ -298,14 +317,53 @@ impl Inbox for SqlInbox {
     }
 
     fn remember(&mut self, key: &str, receipt: &Receipt, now_ms: u64) -> Result<(), InboxError> {
+        let row = vec![
+            key.into(),
+            receipt.id.as_str().into(),
+            int(receipt.seq),
+            int(now_ms),
+        ];
+        // One statement for a new key (the common case); a key past its window is
+        // remembered again in place.
+        let added = self.run(
+            "INSERT INTO idempotency_keys (key, id, seq, at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (key) DO NOTHING",
+            row.clone(),
+        )?;
+        if added == 0 {
+            self.run(
+                "UPDATE idempotency_keys SET id = ?2, seq = ?3, at = ?4 WHERE key = ?1",
+                row,
+            )?;
+        } else if let Some(count) = self.key_count.get() {
+            self.key_count.set(Some(count + 1));
+        }
+        Ok(())
+    }
+
+    fn key_count(&self) -> Result<u64, InboxError> {
+        if let Some(count) = self.key_count.get() {
+            return Ok(count);
+        }
+        let count = self.number("SELECT COUNT(*) AS n FROM idempotency_keys", vec![])?;
+        self.key_count.set(Some(count));
+        Ok(count)
+    }
+
+    fn forget_oldest_keys(&mut self, count: u64) -> Result<(), InboxError> {
+        let forgotten = self.run(
+            "DELETE FROM idempotency_keys WHERE key IN
+             (SELECT key FROM idempotency_keys ORDER BY at LIMIT ?)",
+            vec![int(count)],
+        )?;
+        self.keys_removed(forgotten);
+        Ok(())
+    }
+
+    fn forget_ack(&mut self, device: &str) -> Result<(), InboxError> {
         self.run(
-            "INSERT OR REPLACE INTO idempotency_keys (key, id, seq, at) VALUES (?, ?, ?, ?)",
-            vec![
-                key.into(),
-                receipt.id.as_str().into(),
-                int(receipt.seq),
-                int(now_ms),
-            ],
+            "DELETE FROM device_acks WHERE device = ?",
+            vec![device.into()],
         )?;
         Ok(())
     }

@@ -51,6 +51,16 @@ fn failed(e: worker::Error) -> RoomStoreError {
 }
 
 impl RoomSql {
+    /// Whether the schema has been created in this object's database.
+    pub fn exists(sql: &SqlStorage) -> bool {
+        sql.exec(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'room_info'",
+            None,
+        )
+        .and_then(|cursor| cursor.to_array::<serde_json::Value>())
+        .is_ok_and(|rows| !rows.is_empty())
+    }
+
     pub fn open(sql: SqlStorage) -> worker::Result<Self> {
         sql.exec(SCHEMA, None)?;
         Ok(Self { sql })

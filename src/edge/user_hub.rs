@@ -151,6 +151,9 @@ impl DurableObject for UserHub {
             }),
         );
         runner::finish_close(&ws, code);
+        if let Some(session) = &session {
+            self.forget(session);
+        }
         // One connection fewer.
         self.stats.touch();
         if self.report_needs_alarm() {
@@ -186,6 +189,11 @@ impl UserHub {
             for (ws, session) in self.open_sockets() {
                 let view = session.view(runner::last_ping(&self.state, &ws));
                 if let Some((code, reason)) = hub.liveness(&view, now) {
+                    // A silent socket may never answer the close, so its close event
+                    // may never come: forget its session now.
+                    if let Err(e) = hub.close(&session) {
+                        log::event("error", json!({ "message": e.to_string() }));
+                    }
                     self.apply(
                         Some((&ws, &session)),
                         vec![Effect::Close {
@@ -432,6 +440,17 @@ impl UserHub {
                 let sent = texts.iter().try_for_each(|text| ws.send_with_str(text));
                 self.stats
                     .sent(&self.state, count as u64, Sends::one(sent.is_ok()));
+            }
+        }
+    }
+
+    /// Lets the core drop what `session`'s socket alone needed once it closes. Best
+    /// effort: what is left behind is pruned by age.
+    fn forget(&self, session: &Session) {
+        if let Ok(config) = self.config() {
+            let forgotten = self.with_hub(config, |hub| hub.close(session).map_err(HubError::from));
+            if let Err(e) = forgotten {
+                log::event("error", json!({ "message": e.message }));
             }
         }
     }

@@ -28,7 +28,10 @@ impl RoomHub {
     }
 
     pub(super) fn presence(&self) -> std::result::Result<Response, ApiError> {
-        let users = self.with_room(|room| room.online_users())?;
+        let users = match self.untouched() {
+            true => Vec::new(),
+            false => self.with_room(|room| room.online_users())?,
+        };
         Response::from_json(&json!({ "users": users })).map_err(internal_error)
     }
 
@@ -44,6 +47,9 @@ impl RoomHub {
             ),
             _ => None,
         };
+        if update.is_none() && self.untouched() {
+            return Response::from_json(&json!({ "members": [] })).map_err(internal_error);
+        }
         let members = self.with_room(|room| {
             if let Some(members) = &update {
                 room.store.set_members(members)?;

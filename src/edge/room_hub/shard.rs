@@ -128,7 +128,7 @@ impl RoomHub {
         let member: Member = serde_json::from_str(&required_header(&req, internal::MEMBER)?)
             .map_err(internal_error)?;
         let since = number_header(&req, internal::SINCE)?;
-        if let (Ok(store), Some(n)) = (&self.store, member.shard) {
+        if let (Ok(store), Some(n)) = (self.store(), member.shard) {
             store.borrow().set_shard(n).map_err(internal_error)?;
         }
         let (pair, server) = runner::socket_pair()?;

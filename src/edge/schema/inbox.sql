@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_held ON notifications (held) WHERE held IS NOT NULL;
 CREATE INDEX IF NOT EXISTS notifications_by_id ON notifications (id);
+CREATE INDEX IF NOT EXISTS notifications_expiry ON notifications (expires_at)
+    WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS hub_meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -20,6 +22,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     seq INTEGER NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (at);
 CREATE TABLE IF NOT EXISTS hub_settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -29,3 +32,4 @@ CREATE TABLE IF NOT EXISTS device_acks (
     seq INTEGER NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS device_acks_by_age ON device_acks (at);
