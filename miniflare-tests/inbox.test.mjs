@@ -11,6 +11,7 @@ before(async () => {
 after(() => herald.stop());
 
 const auth = (user) => ({ Authorization: `Bearer ${tokenFor(user)}` });
+const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 function device(user, query = "") {
   return herald.connect(`/v1/connect${query}`, { headers: auth(user) });
@@ -239,4 +240,55 @@ describe("inbox", { concurrency: true }, () => {
     assert.equal(client.frames.filter(ofType("notification")).length, 2);
     await client.close();
   });
+});
+
+// An inbox full of the largest items: what a resume or a digest must hold at once is one
+// slice of it, so both complete (each frame under 256 KiB of content) instead of running
+// the user's object out of memory.
+test("a resume of 1,000 items of the maximum size and a focus digest of them both complete", { timeout: 120_000 }, async () => {
+  const user = "hoarder";
+  const json = { ...auth(user), "Content-Type": "application/json" };
+  const focus = await herald.request("/v1/preferences", {
+    method: "PUT",
+    headers: json,
+    body: { focus_until: Date.now() + 3_600_000 },
+  });
+  assert.equal(focus.status, 200, JSON.stringify(focus.body));
+  // Stored size counts event, title, body, data (as JSON) and actor: exactly 16 KiB here.
+  const event = "big.item";
+  const data = { blob: "x".repeat(16 * 1024 - event.length - '{"blob":""}'.length) };
+  const perRequest = 15; // what fits in one 256 KiB body
+  for (let sent = 0; sent < 1_000; sent += perRequest) {
+    const count = Math.min(perRequest, 1_000 - sent);
+    const res = await herald.publish({ messages: Array(count).fill({ to: { users: [user] }, event, data }) });
+    assert.equal(res.status, 202, JSON.stringify(res.body).slice(0, 300));
+  }
+
+  const live = await device(user);
+  await live.next(ofType("welcome"));
+  const resumed = await device(user, "?since=0");
+  await resumed.next(ofType("synced"), { timeoutMs: 60_000 });
+  const replayed = resumed.frames.filter(ofType("batch"));
+  assert.deepEqual(replayed.flatMap((b) => b.items.map((n) => n.seq)), range(1, 1_000));
+  for (const batch of replayed) {
+    const content = batch.items.reduce((sum, n) => sum + JSON.stringify(n.data).length + n.event.length, 0);
+    assert.ok(content <= 256 * 1024, `a replay batch carries ${content} bytes`);
+  }
+
+  const off = await herald.request("/v1/preferences", { method: "PUT", headers: json, body: {} });
+  assert.equal(off.status, 200, JSON.stringify(off.body));
+  const seqs = [];
+  const digests = (f) => f.type === "batch" && f.reason === "focus_end";
+  for (let frames = 1; seqs.length < 1_000; frames++) {
+    const digest = (await live.nth(digests, frames, { timeoutMs: 60_000 }))[frames - 1];
+    seqs.push(...digest.items.map((n) => n.seq));
+  }
+  assert.deepEqual(seqs, range(1, 1_000));
+  // The device that resumed had them all in its replay, so the digest skips it (a pong
+  // comes after anything sent to it before).
+  await live.close();
+  resumed.send("ping");
+  await resumed.next((f) => f === "pong");
+  assert.equal(resumed.frames.filter(digests).length, 0);
+  await resumed.close();
 });
