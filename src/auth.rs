@@ -188,7 +188,7 @@ impl TokenVerifier {
     pub fn new(
         secret: Option<&str>,
         jwks: Option<&str>,
-        issuer: Option<String>,
+        issuers: Vec<String>,
         audience: Option<String>,
     ) -> Result<Self, KeyError> {
         let inline = match jwks.map(str::trim).filter(|j| !j.is_empty()) {
@@ -200,16 +200,7 @@ impl TokenVerifier {
                 .filter(|s| !s.is_empty())
                 .map(|s| DecodingKey::from_secret(s.as_bytes())),
             inline,
-            issuers: issuer
-                .as_deref()
-                .map(|list| {
-                    list.split(',')
-                        .map(str::trim)
-                        .filter(|i| !i.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            issuers,
             audience: audience.filter(|s| !s.is_empty()),
         })
     }
@@ -488,7 +479,7 @@ mod tests {
     fn dev_tokens_pass_verification() {
         let token = dev_token("s3cret", "alice", Some("iss"), Some("aud"), 1_000).unwrap();
         let verifier =
-            TokenVerifier::new(Some("s3cret"), None, Some("iss".into()), Some("aud".into()))
+            TokenVerifier::new(Some("s3cret"), None, vec!["iss".into()], Some("aud".into()))
                 .unwrap();
         assert_eq!(verifier.verify(&token, 1_000).unwrap().sub, "alice");
         assert_eq!(

@@ -96,6 +96,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Where the identity provider publishes its signing keys (`JWT_JWKS_URL`).
     pub jwks_sources: Vec<JwksSource>,
+    /// Issuers a token's `iss` must be one of, when any (`JWT_ISSUER`, comma-separated).
+    pub issuers: Vec<String>,
     /// `DEV_MODE=true`: local development only.
     pub dev_mode: bool,
     /// The bounds above.
@@ -242,9 +244,11 @@ impl Config {
             })
             .unwrap_or_default();
         let dev_mode = lookup("DEV_MODE").is_some_and(|v| v.trim() == "true");
+        let issuers = list(&lookup, "JWT_ISSUER");
         Ok(Self {
             allowed_origins,
-            jwks_sources: jwks_sources(&lookup, dev_mode)?,
+            jwks_sources: jwks_sources(list(&lookup, "JWT_JWKS_URL"), &issuers, dev_mode)?,
+            issuers,
             dev_mode,
             limits,
         })
@@ -258,25 +262,26 @@ impl Config {
     }
 }
 
-/// `JWT_JWKS_URL` (comma-separated), each URL paired with its `JWT_ISSUER`.
+/// The comma-separated values of `name`, trimmed, empty ones left out.
+fn list(lookup: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    lookup(name)
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `JWT_JWKS_URL` `urls`, each paired with its issuer of `issuers` (`JWT_ISSUER`).
 fn jwks_sources(
-    lookup: &impl Fn(&str) -> Option<String>,
+    urls: Vec<String>,
+    issuers: &[String],
     dev_mode: bool,
 ) -> Result<Vec<JwksSource>, ConfigError> {
-    let list = |name| -> Vec<String> {
-        lookup(name)
-            .map(|value| {
-                value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let urls = list("JWT_JWKS_URL");
-    let issuers = list("JWT_ISSUER");
     if issuers.len() > 1 && issuers.len() != urls.len() && !urls.is_empty() {
         return Err(ConfigError::IssuerCount {
             issuers: issuers.len(),

@@ -30,7 +30,7 @@ fn verifier() -> TokenVerifier {
     TokenVerifier::new(
         Some(SECRET),
         Some(JWKS),
-        Some(ISSUER.into()),
+        vec![ISSUER.into()],
         Some(AUDIENCE.into()),
     )
     .expect("the fixture JWK set is valid")
@@ -262,7 +262,7 @@ fn the_rsa_public_key_is_not_an_hmac_secret() {
         &good_claims(),
     );
     assert!(verify(&token).is_err());
-    let no_secret = TokenVerifier::new(None, Some(JWKS), None, None).unwrap();
+    let no_secret = TokenVerifier::new(None, Some(JWKS), Vec::new(), None).unwrap();
     assert!(no_secret.verify(&token, NOW).is_err());
 }
 
@@ -309,7 +309,7 @@ fn algorithms_outside_the_allow_list_are_refused() {
 fn without_a_secret_hs256_has_no_key() {
     let token = hs256(&good_claims());
     for secret in [None, Some("")] {
-        let v = TokenVerifier::new(secret, Some(JWKS), None, None).unwrap();
+        let v = TokenVerifier::new(secret, Some(JWKS), Vec::new(), None).unwrap();
         assert_eq!(v.verify(&token, NOW), Err(AuthError::UnknownKey));
     }
 }
@@ -401,7 +401,7 @@ fn time_claims_of_the_wrong_type_are_refused() {
 #[test]
 fn a_malformed_jwks_is_a_configuration_error() {
     for jwks in ["not json", "{\"keys\": 7}", "[]"] {
-        let result = TokenVerifier::new(None, Some(jwks), None, None);
+        let result = TokenVerifier::new(None, Some(jwks), Vec::new(), None);
         assert!(
             matches!(result, Err(KeyError::Jwks(_))),
             "JWT_JWKS {jwks:?} was accepted"
@@ -413,7 +413,7 @@ fn a_malformed_jwks_is_a_configuration_error() {
 fn a_jwk_without_a_kid_is_skipped_not_fatal() {
     let mut set: Value = serde_json::from_str(JWKS).unwrap();
     set["keys"][1].as_object_mut().unwrap().remove("kid");
-    let verifier = TokenVerifier::new(None, Some(&set.to_string()), None, None).unwrap();
+    let verifier = TokenVerifier::new(None, Some(&set.to_string()), Vec::new(), None).unwrap();
     assert_eq!(verifier.skipped().len(), 1);
 }
 

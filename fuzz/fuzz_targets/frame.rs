@@ -14,13 +14,13 @@
 
 #![no_main]
 
-use herald::model::{Draft, MAX_BODY_LEN, MAX_TITLE_LEN, Priority};
 use herald::config::Limits;
 use herald::frame::{ClientFrame, CloseCode, ServerFrame};
 use herald::hub::{self, Admission, Arrival, Effect, Hub, Session, MAX_PAGE};
-use herald::socket::FrameBudget;
 use herald::inbox::{Inbox, MemoryInbox};
+use herald::model::{Draft, Priority, MAX_BODY_LEN, MAX_TITLE_LEN};
 use herald::room::{Member, RoomFrame};
+use herald::socket::FrameBudget;
 use libfuzzer_sys::fuzz_target;
 
 /// The fake clock: every event of one run happens at this time (ms since the epoch).
@@ -84,11 +84,19 @@ fn session(inbox: &mut MemoryInbox, limits: &Limits) -> Session {
     }
 }
 
-fn frames(effects: &[Effect]) -> impl Iterator<Item = &ServerFrame> {
-    effects.iter().filter_map(|effect| match effect {
-        Effect::Broadcast(frame) | Effect::Reply(frame) => Some(frame),
-        Effect::Release { .. } | Effect::Dropped(_) | Effect::Close { .. } => None,
-    })
+/// The frames `effects` send, a replay pulled whole from `inbox`.
+fn frames(effects: &[Effect], inbox: &MemoryInbox) -> Vec<ServerFrame> {
+    effects
+        .iter()
+        .flat_map(|effect| match effect {
+            Effect::Broadcast(frame) | Effect::Reply(frame) => vec![frame.clone()],
+            Effect::Replay(replay) => replay
+                .clone()
+                .all(inbox, NOW)
+                .expect("a memory inbox never fails"),
+            Effect::Release(_) | Effect::Dropped(_) | Effect::Close { .. } => Vec::new(),
+        })
+        .collect()
 }
 
 fn is_error(effects: &[Effect], code: &str) -> bool {
@@ -120,7 +128,8 @@ fn user_hub(text: &str) {
         );
         return;
     }
-    for frame in frames(&effects) {
+    let sent = frames(&effects, &inbox);
+    for frame in &sent {
         frame.to_json();
     }
     let attachment = serde_json::to_vec(&session).expect("sessions serialize");
@@ -130,7 +139,7 @@ fn user_hub(text: &str) {
         attachment.len()
     );
     let unread = inbox.unread_count(NOW).unwrap();
-    for frame in frames(&effects) {
+    for frame in &sent {
         if let ServerFrame::Read { unread_count, .. }
         | ServerFrame::UnreadCount { unread_count }
         | ServerFrame::Page(herald::frame::Page { unread_count, .. }) = frame
@@ -225,7 +234,10 @@ fn room_hub(text: &str) {
     match frame {
         RoomFrame::Ping | RoomFrame::Typing => {}
         RoomFrame::Resume { since } => {
-            let frames = hub.replay(since, NOW).expect("a memory inbox never fails");
+            let frames = hub
+                .replay(since)
+                .and_then(|replay| replay.all(hub.inbox, NOW))
+                .expect("a memory inbox never fails");
             assert!(frames.len() <= 2, "{frames:?}");
             assert!(matches!(
                 frames.last(),
@@ -260,7 +272,7 @@ fn room_hub(text: &str) {
                 .expect("a memory inbox never fails");
             assert_eq!(receipts.len(), 1);
             assert_eq!(receipts[0].seq, 1);
-            for frame in frames(&effects) {
+            for frame in &frames(&effects, hub.inbox) {
                 if let ServerFrame::Notification(n) = frame {
                     ServerFrame::Message(n.clone()).to_json();
                 }

@@ -11,9 +11,9 @@
 
 #![no_main]
 
-use herald::model::{MAX_BODY_LEN, MAX_TITLE_LEN, valid_room, valid_user_id};
 use herald::config::Limits;
 use herald::error::ApiError;
+use herald::model::{valid_room, valid_user_id, MAX_BODY_LEN, MAX_TITLE_LEN};
 use herald::publish::{PublishRequest, MAX_ACTOR_LEN, MAX_IDEMPOTENCY_KEY_LEN};
 use libfuzzer_sys::fuzz_target;
 

@@ -21,9 +21,9 @@ use std::collections::HashSet;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use herald::model::{valid_user_id};
 use herald::auth::{bearer, upgrade_token, AuthError, Claims, TokenVerifier, LEEWAY_S, PROTOCOL};
 use herald::error::ApiError;
+use herald::model::valid_user_id;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use libfuzzer_sys::fuzz_target;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -49,8 +49,8 @@ struct Verifiers {
 thread_local! {
     // Built once: reading the RSA key of the JWK set costs more than one run.
     static VERIFIERS: Verifiers = Verifiers {
-        open: TokenVerifier::new(Some(SECRET), Some(JWKS), None, None).expect("the fixture JWKS loads"),
-        strict: TokenVerifier::new(Some(SECRET), None, Some(ISSUER.into()), Some(AUDIENCE.into()))
+        open: TokenVerifier::new(Some(SECRET), Some(JWKS), Vec::new(), None).expect("the fixture JWKS loads"),
+        strict: TokenVerifier::new(Some(SECRET), None, vec![ISSUER.into()], Some(AUDIENCE.into()))
             .expect("a secret alone always loads"),
     };
 }

@@ -199,12 +199,16 @@ async fn caller(
     })
 }
 
+/// The verified token of a route that needs one ([`access::check`] has let only those in).
+fn claims(caller: &Credential) -> std::result::Result<&Claims, ApiError> {
+    caller
+        .claims()
+        .ok_or_else(|| AuthError::MissingToken.into())
+}
+
 /// The user a user route acts for: only ever the verified token's subject.
 fn user(caller: &Credential) -> std::result::Result<&str, ApiError> {
-    match caller.claims() {
-        Some(claims) => Ok(&claims.sub),
-        None => Err(AuthError::MissingToken.into()),
-    }
+    claims(caller).map(|c| c.sub.as_str())
 }
 
 /// `GET /healthz`: 200, or 503 `misconfigured` when the deployment's key settings would
@@ -241,7 +245,8 @@ fn dev_token(req: &Request, env: &Env) -> std::result::Result<Response, ApiError
     let token = auth::dev_token(
         &secret,
         &user,
-        var(env, "JWT_ISSUER").as_deref(),
+        // The first issuer: with one per JWKS URL, the HS256 secret's tokens may carry any.
+        config(env)?.issuers.first().map(String::as_str),
         var(env, "JWT_AUDIENCE").as_deref(),
         now,
     )
@@ -258,7 +263,7 @@ async fn connect(
     caller: &Credential,
     upgrade: Upgrade,
 ) -> std::result::Result<Response, ApiError> {
-    let claims = caller.claims().ok_or(AuthError::MissingToken)?;
+    let claims = claims(caller)?;
     let device = upgrade.query("device");
     if let Some(d) = &device {
         model::check_name("device", d, MAX_DEVICE_LEN)?;
@@ -285,7 +290,7 @@ async fn room_connect(
     room: &str,
     upgrade: Upgrade,
 ) -> std::result::Result<Response, ApiError> {
-    let claims = caller.claims().ok_or(AuthError::MissingToken)?;
+    let claims = claims(caller)?;
     let headers = upgrade.headers(claims)?;
     headers.set(internal::ROOM, room).map_err(internal_error)?;
     if claims.has_scope(room::WRITE_SCOPE) {

@@ -72,10 +72,11 @@ fn verifier(env: &Env) -> Result<&'static TokenVerifier, ApiError> {
     if let Some(verifier) = VERIFIER.get() {
         return Ok(verifier);
     }
+    let config = config(env)?;
     let fresh = TokenVerifier::new(
         secret(env, "JWT_SECRET").as_deref(),
         secret(env, "JWT_JWKS").as_deref(),
-        var(env, "JWT_ISSUER"),
+        config.issuers.clone(),
         var(env, "JWT_AUDIENCE"),
     )
     .map_err(|e| ApiError::internal(format!("configuration: {e}")))?;
@@ -85,7 +86,7 @@ fn verifier(env: &Env) -> Result<&'static TokenVerifier, ApiError> {
             json!({ "source": "JWT_JWKS", "message": skipped.to_string() }),
         );
     }
-    let sources = config(env)?.jwks_sources.len();
+    let sources = config.jwks_sources.len();
     if let Some(problem) = fresh.misconfiguration(sources) {
         log::event(
             "error",

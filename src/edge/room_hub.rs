@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorage, State,
+    WebSocket, WebSocketIncomingMessage,
 };
 
 mod routes;
@@ -341,24 +341,26 @@ impl RoomHub {
 
     /// The history, its schema created on first use.
     fn history(&self) -> std::result::Result<&RefCell<SqlInbox>, ApiError> {
-        let opened = self.history.get_or_init(|| {
-            SqlInbox::open(self.state.storage().sql())
-                .map(RefCell::new)
-                .map_err(|e| e.to_string())
-        });
-        opened
-            .as_ref()
-            .map_err(|e| ApiError::unavailable(e.clone()))
+        self.opened(&self.history, |sql| {
+            SqlInbox::open(sql).map_err(|e| e.to_string())
+        })
     }
 
     /// The room store, its schema created on first use.
     fn store(&self) -> std::result::Result<&RefCell<RoomSql>, ApiError> {
-        let opened = self.store.get_or_init(|| {
-            RoomSql::open(self.state.storage().sql())
-                .map(RefCell::new)
-                .map_err(|e| e.to_string())
-        });
-        opened
+        self.opened(&self.store, |sql| {
+            RoomSql::open(sql).map_err(|e| e.to_string())
+        })
+    }
+
+    /// What `cell` holds, opened over this object's database on first use; a failure to
+    /// open is kept and answered as unavailable on every event.
+    fn opened<'a, T>(
+        &self,
+        cell: &'a OnceCell<std::result::Result<RefCell<T>, String>>,
+        open: impl FnOnce(SqlStorage) -> std::result::Result<T, String>,
+    ) -> std::result::Result<&'a RefCell<T>, ApiError> {
+        cell.get_or_init(|| open(self.state.storage().sql()).map(RefCell::new))
             .as_ref()
             .map_err(|e| ApiError::unavailable(e.clone()))
     }
