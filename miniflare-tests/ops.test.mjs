@@ -131,7 +131,7 @@ test("GET /v1/stats takes only the admin key", async (t) => {
   const ok = await stats({ ...admin, Origin: ALLOWED_ORIGIN });
   assert.equal(ok.status, 200);
   assert.equal(ok.headers.get("access-control-allow-origin"), ALLOWED_ORIGIN);
-  assert.deepEqual(Object.keys(ok.body).sort(), ["as_of", "rooms", "user_hubs"]);
+  assert.deepEqual(Object.keys(ok.body).sort(), ["as_of", "broadcast", "rooms", "user_hubs"]);
   // The key never shows up in what the runtime logged.
   assert.ok(!herald.logs.some((l) => JSON.stringify(l).includes(ADMIN_KEY)));
 });

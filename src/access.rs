@@ -54,18 +54,23 @@ pub enum Right {
     /// Reading and replacing a room's member list: the producer key, or a token with
     /// `members`.
     Members,
+    /// Publishing to everyone (`to.broadcast`): the producer key only. Checked on top of
+    /// [`Right::Publish`] for a request that broadcasts
+    /// ([`crate::route::Route::may_broadcast`]).
+    Broadcast,
     /// Deployment-wide counters: the admin key only.
     Stats,
 }
 
 impl Right {
     /// Every right, in the table's order.
-    pub const ALL: [Right; 6] = [
+    pub const ALL: [Right; 7] = [
         Right::Anyone,
         Right::User,
         Right::Room,
         Right::Publish,
         Right::Members,
+        Right::Broadcast,
         Right::Stats,
     ];
 }
@@ -76,7 +81,7 @@ pub fn holds(credential: &Credential, right: Right) -> bool {
     match (right, credential) {
         (Right::Anyone, _) => true,
         (Right::User | Right::Room, Credential::Token(_)) => true,
-        (Right::Publish | Right::Members, Credential::ProducerKey) => true,
+        (Right::Publish | Right::Members | Right::Broadcast, Credential::ProducerKey) => true,
         (Right::Publish, Credential::Token(claims)) => claims.has_scope(PUBLISH_SCOPE),
         (Right::Members, Credential::Token(claims)) => claims.has_scope(MEMBERS_SCOPE),
         (Right::Stats, Credential::AdminKey) => true,
@@ -184,13 +189,14 @@ pub fn grants(granted: &[String], room: &str) -> bool {
 }
 
 /// What a right allows, as a refusal says it.
-fn right_name(right: Right) -> &'static str {
+pub fn right_name(right: Right) -> &'static str {
     match right {
         Right::Anyone => "anything",
         Right::User => "act as a user (a user token is needed)",
         Right::Room => "join rooms (a user token is needed)",
         Right::Publish => "publish",
         Right::Members => "manage room members",
+        Right::Broadcast => "broadcast to everyone (the producer key is needed)",
         Right::Stats => "read the stats (the admin key is needed)",
     }
 }
@@ -313,15 +319,15 @@ mod tests {
         let table = |c: &Credential| Right::ALL.map(|r| holds(c, r));
         assert_eq!(
             table(&Credential::ProducerKey),
-            [true, false, false, true, true, false]
+            [true, false, false, true, true, true, false]
         );
         assert_eq!(
             table(&Credential::AdminKey),
-            [true, false, false, false, false, true]
+            [true, false, false, false, false, false, true]
         );
         assert_eq!(
             table(&Credential::Nothing),
-            [true, false, false, false, false, false]
+            [true, false, false, false, false, false, false]
         );
         assert_eq!(
             authorize(&Credential::Nothing, Right::Stats, None),

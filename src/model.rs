@@ -246,9 +246,29 @@ pub fn check_name<'a>(field: &str, value: &'a str, max: usize) -> Result<&'a str
     }
 }
 
-/// A room name, e.g. `project:42`.
+/// The reserved room of system-wide notices: a producer reaches it with
+/// `to: {"broadcast": true}` and every valid token listens on `GET /v1/broadcast/connect`.
+/// No token can be granted it and no producer can name it as a room, so that nothing
+/// meant for a project room (presence, client events, member filings) ever reaches it.
+pub const BROADCAST_ROOM: &str = "broadcast";
+
+/// A room name, e.g. `project:42`: a valid name that is not [`BROADCAST_ROOM`].
 pub fn valid_room(name: &str) -> bool {
-    valid_name(name, MAX_ROOM_LEN)
+    valid_name(name, MAX_ROOM_LEN) && name != BROADCAST_ROOM
+}
+
+/// `value` as the room named in `field`, or the error saying what a room name is.
+pub fn check_room<'a>(field: &str, value: &'a str) -> Result<&'a str, InputError> {
+    if value == BROADCAST_ROOM {
+        return Err(InputError::Field {
+            field: field.to_owned(),
+            message: format!(
+                "`{BROADCAST_ROOM}` is reserved for system-wide notices: listen on \
+                 /v1/broadcast/connect, publish with to: {{\"broadcast\": true}}"
+            ),
+        });
+    }
+    check_name(field, value, MAX_ROOM_LEN)
 }
 
 /// An event name, e.g. `task.updated`.
@@ -271,6 +291,12 @@ mod tests {
         assert!(!valid_room(""));
         assert!(!valid_room("a/b"));
         assert!(!valid_room(&"x".repeat(129)));
+        assert!(!valid_room(BROADCAST_ROOM));
+        assert!(check_room("room", "broadcast")
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
+        assert_eq!(check_room("room", "broadcasts"), Ok("broadcasts"));
     }
 
     #[test]

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Limits;
 use crate::model::{
-    name_rule, valid_event, valid_room, valid_user_id, Draft, InputError, Priority, Receipt,
-    MAX_BODY_LEN, MAX_EVENT_LEN, MAX_ROOM_LEN, MAX_TITLE_LEN,
+    check_room, name_rule, valid_event, valid_user_id, Draft, InputError, Priority, Receipt,
+    BROADCAST_ROOM, MAX_BODY_LEN, MAX_EVENT_LEN, MAX_ROOM_LEN, MAX_TITLE_LEN,
 };
 
 /// Longest `actor`, in characters.
@@ -180,6 +180,14 @@ impl PublishRequest {
             }
         }
         groups
+    }
+
+    /// Whether a message goes to everyone (`to.broadcast`), which needs more than the
+    /// right to publish: see [`crate::access::may_broadcast`].
+    pub fn broadcasts(&self) -> bool {
+        self.messages
+            .iter()
+            .any(|m| m.room.as_deref() == Some(BROADCAST_ROOM))
     }
 
     /// The rooms whose members `inbox:true` messages are filed for, each once.
@@ -366,6 +374,12 @@ fn parse_message(
     let (recipients, room) = parse_target(fields.get("to"), path, limits)?;
     let inbox = match fields.get("inbox") {
         None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if room.as_deref() == Some(BROADCAST_ROOM) => {
+            return Err(field_error(
+                format!("{path}inbox"),
+                "a broadcast is kept in the broadcast history, not filed in every inbox",
+            ))
+        }
         Some(Value::Bool(true)) if room.is_some() => true,
         Some(Value::Bool(true)) => {
             return Err(field_error(
@@ -438,7 +452,9 @@ fn parse_message(
     Ok(message)
 }
 
-/// `to`: `{"users":[…]}` or `{"room":"…"}`.
+/// `to`: `{"users":[…]}`, `{"room":"…"}` or `{"broadcast":true}` (the reserved room
+/// [`BROADCAST_ROOM`], which only a producer key may reach: see
+/// [`PublishRequest::broadcasts`]).
 fn parse_target(
     to: Option<&Value>,
     path: &str,
@@ -448,28 +464,30 @@ fn parse_target(
     let Some(Value::Object(to)) = to else {
         return Err(field_error(
             field,
-            "required: {\"users\":[…]} or {\"room\":\"…\"}",
+            "required: {\"users\":[…]}, {\"room\":\"…\"} or {\"broadcast\":true}",
         ));
     };
-    if to.contains_key("broadcast") {
-        return Err(field_error(
-            format!("{field}.broadcast"),
-            "broadcast is not available yet",
-        ));
-    }
-    if let Some(unknown) = to.keys().find(|k| *k != "users" && *k != "room") {
+    if let Some(unknown) = to
+        .keys()
+        .find(|k| !["users", "room", "broadcast"].contains(&k.as_str()))
+    {
         return Err(field_error(format!("{field}.{unknown}"), "unknown field"));
     }
-    match (to.get("users"), to.get("room")) {
-        (Some(_), Some(_)) => Err(field_error(field, "give users or room, not both")),
-        (None, Some(Value::String(room))) if valid_room(room) => {
-            Ok((Vec::new(), Some(room.clone())))
+    if to.len() > 1 {
+        return Err(field_error(field, "give one of users, room or broadcast"));
+    }
+    match (to.get("users"), to.get("room"), to.get("broadcast")) {
+        (_, _, Some(Value::Bool(true))) => Ok((Vec::new(), Some(BROADCAST_ROOM.to_owned()))),
+        (_, _, Some(_)) => Err(field_error(format!("{field}.broadcast"), "must be true")),
+        (_, Some(Value::String(room)), _) => {
+            let room = check_room(&format!("{field}.room"), room)?;
+            Ok((Vec::new(), Some(room.to_owned())))
         }
-        (None, Some(_)) => Err(field_error(
+        (_, Some(_), _) => Err(field_error(
             format!("{field}.room"),
             name_rule(MAX_ROOM_LEN),
         )),
-        (users, None) => Ok((parse_users(users, &field, limits)?, None)),
+        (users, None, None) => Ok((parse_users(users, &field, limits)?, None)),
     }
 }
 

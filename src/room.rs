@@ -24,12 +24,47 @@ use crate::frame::{CloseCode, PresenceAction, ServerFrame};
 use crate::history::{self, Stored};
 use crate::inbox::{Inbox, InboxError};
 use crate::model::{
-    valid_event, valid_user_id, Draft, InputError, Receipt, Seq, Source, MAX_BODY_LEN,
-    MAX_TITLE_LEN,
+    valid_event, valid_user_id, Draft, InputError, Receipt, Seq, Source, BROADCAST_ROOM,
+    MAX_BODY_LEN, MAX_TITLE_LEN,
 };
 use crate::room_store::{RemoteSocket, RoomStore, RoomStoreError};
 use crate::socket::{self, Closing, FrameBudget, SocketView};
 use crate::timer::{Timer, Timers};
+
+/// What a room object is for, from the name it is addressed by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// A project room: presence, and the client events its tokens allow.
+    #[default]
+    Project,
+    /// The broadcast room ([`BROADCAST_ROOM`]): every valid token listens, nobody sends,
+    /// and nobody is shown who else listens (a system-wide member list would leak every
+    /// user, and cost O(listeners) per join).
+    Broadcast,
+}
+
+impl Kind {
+    /// The kind of the object named `object`: a root is named by its room, a shard
+    /// `<room>#<n>` ([`shard_object`]).
+    pub fn of_object(object: &str) -> Self {
+        let room = object.split_once('#').map_or(object, |(room, _)| room);
+        match room == BROADCAST_ROOM {
+            true => Kind::Broadcast,
+            false => Kind::Project,
+        }
+    }
+
+    /// Whether members are told who else is here.
+    fn shows_presence(self) -> bool {
+        self == Kind::Project
+    }
+}
+
+/// The name of shard `n` of `room`: `#` is outside the room-name charset, so it never
+/// names a room of its own.
+pub fn shard_object(room: &str, n: u64) -> String {
+    format!("{room}#{n}")
+}
 
 /// Most members a room's list may hold. Filing a room message in every member's inbox
 /// costs one subrequest per member from one Worker request, which the platform bounds.
@@ -439,6 +474,8 @@ pub struct Room<'a, H: Inbox, S: RoomStore> {
     pub limits: &'a Limits,
     /// A fresh id for a member's message (unguessable, from the runtime's randomness).
     pub message_id: &'a dyn Fn() -> String,
+    /// A project room or the broadcast room.
+    pub kind: Kind,
 }
 
 impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
@@ -525,27 +562,27 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
             Some(since) => history::replay(self.history, since)?.all(self.history, now_ms)?,
             None => Vec::new(),
         };
-        let mut online: BTreeSet<String> = self.online_users()?.into_iter().collect();
-        online.insert(member.user.clone());
-        let mut frames = vec![
-            ServerFrame::Welcome {
-                user: member.user.clone(),
-                room: Some(member.room.clone()),
-                session: member.id.clone(),
-                device: None,
-                seq: latest,
-                unread_count: 0,
-                heartbeat_ms: self.limits.heartbeat_ms,
-            },
-            ServerFrame::Presence {
+        let mut frames = vec![ServerFrame::Welcome {
+            user: member.user.clone(),
+            room: Some(member.room.clone()),
+            session: member.id.clone(),
+            device: None,
+            seq: latest,
+            unread_count: 0,
+            heartbeat_ms: self.limits.heartbeat_ms,
+        }];
+        if self.kind.shows_presence() {
+            let mut online: BTreeSet<String> = self.online_users()?.into_iter().collect();
+            online.insert(member.user.clone());
+            frames.push(ServerFrame::Presence {
                 action: PresenceAction::Online,
                 user: None,
                 users: Some(online.into_iter().collect()),
-            },
-        ];
+            });
+        }
         frames.extend(replay);
         let mut effects = Vec::new();
-        if presence::announce_join(present, leaving) {
+        if self.kind.shows_presence() && presence::announce_join(present, leaving) {
             let joined = presence_frame(PresenceAction::Joined, &member.user);
             effects.push(Effect::Fanout(Outgoing::to_others(joined, &member.id)));
         }
@@ -598,6 +635,12 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
                 .and_then(|replay| replay.all(self.history, now_ms))
                 .map(|frames| frames.into_iter().map(Effect::Reply).collect())
                 .map_err(RoomError::from),
+            RoomFrame::Typing | RoomFrame::Publish { .. } if self.kind == Kind::Broadcast => {
+                Ok(vec![Effect::Reply(ServerFrame::error(
+                    "forbidden",
+                    "the broadcast room is read-only: nothing sent on it is relayed",
+                ))])
+            }
             RoomFrame::Typing => Ok(self.typing(member, now_ms)),
             RoomFrame::Publish { .. } if !member.can_write => {
                 Ok(vec![Effect::Reply(ServerFrame::error(
@@ -667,7 +710,7 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
                 user: user.clone(),
                 shard,
             })?;
-            if !present {
+            if !present && self.kind.shows_presence() {
                 self.store.set_departure(user, None)?;
                 let joined = presence_frame(PresenceAction::Joined, user);
                 effects.push(Effect::Fanout(Outgoing::to_others(joined, session)));
@@ -830,6 +873,10 @@ impl<H: Inbox, S: RoomStore> Room<'_, H, S> {
         now_ms: u64,
         grace_ms: u64,
     ) -> Result<(), RoomError> {
+        if !self.kind.shows_presence() {
+            // Nobody is told who listens, so nobody is told who left.
+            return Ok(());
+        }
         // No session is named "": every remaining socket of the user counts.
         let still_online = self.present_elsewhere(user, "")?;
         if let Some(at) = presence::leave_deadline(still_online, now_ms, grace_ms) {

@@ -6,7 +6,8 @@
 
 use thiserror::Error;
 
-use crate::access::Right;
+use crate::access::{self, Credential, Right};
+use crate::auth::AuthError;
 
 /// A route the Worker serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,9 @@ pub enum Route {
     DeleteNotification,
     /// `GET /v1/rooms/{room}/connect`: WebSocket upgrade to a room the token grants.
     RoomConnect,
+    /// `GET /v1/broadcast/connect`: WebSocket upgrade to the broadcast room, read-only,
+    /// for any valid user token.
+    BroadcastConnect,
     /// `GET /v1/rooms/{room}/presence`: who is online in a room the token grants.
     RoomPresence,
     /// `GET /v1/rooms/{room}/members` (producer key, or `members` scope): the room's
@@ -70,11 +74,23 @@ impl Route {
             | Route::DeleteNotification
             | Route::GetPreferences
             | Route::PutPreferences
-            | Route::DevPublish => Right::User,
+            | Route::DevPublish
+            | Route::BroadcastConnect => Right::User,
             Route::RoomConnect | Route::RoomPresence => Right::Room,
             Route::Publish => Right::Publish,
             Route::GetMembers | Route::PutMembers => Right::Members,
             Route::Stats => Right::Stats,
+        }
+    }
+
+    /// Whether `credential`, publishing through this route, may reach the broadcast room:
+    /// with [`Right::Broadcast`] (a token's `publish` scope reaches users and rooms, never
+    /// everyone), or through the demo page's dev-mode publish, where anyone may mint any
+    /// token anyway.
+    pub fn may_broadcast(self, credential: &Credential) -> Result<(), AuthError> {
+        match self == Route::DevPublish || access::holds(credential, Right::Broadcast) {
+            true => Ok(()),
+            false => Err(AuthError::NotAllowed(access::right_name(Right::Broadcast))),
         }
     }
 
@@ -97,7 +113,10 @@ impl Route {
     /// A WebSocket upgrade (426 otherwise), whose token may come in the subprotocol or the
     /// query as well as the `Authorization` header.
     pub fn is_upgrade(self) -> bool {
-        matches!(self, Route::Connect | Route::RoomConnect)
+        matches!(
+            self,
+            Route::Connect | Route::RoomConnect | Route::BroadcastConnect
+        )
     }
 }
 
@@ -147,6 +166,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ),
     ("/v1/rooms/{room}/connect", "GET", Route::RoomConnect),
     ("/v1/rooms/{room}/presence", "GET", Route::RoomPresence),
+    ("/v1/broadcast/connect", "GET", Route::BroadcastConnect),
     ("/v1/rooms/{room}/members", "GET", Route::GetMembers),
     ("/v1/rooms/{room}/members", "PUT", Route::PutMembers),
     ("/v1/preferences", "GET", Route::GetPreferences),
@@ -287,6 +307,26 @@ mod tests {
                 allowed: "POST".into()
             })
         );
+    }
+
+    #[test]
+    fn only_the_producer_key_broadcasts() {
+        let publisher = Credential::Token(crate::auth::Claims {
+            sub: "alice".into(),
+            rooms: vec!["*".into()],
+            scope: vec!["publish".into(), "members".into()],
+            exp: 0,
+        });
+        assert!(matches!(
+            Route::Publish.may_broadcast(&publisher),
+            Err(AuthError::NotAllowed(_))
+        ));
+        assert_eq!(
+            Route::Publish.may_broadcast(&Credential::ProducerKey),
+            Ok(())
+        );
+        // The demo page's publish exists only in dev mode, where tokens are free.
+        assert_eq!(Route::DevPublish.may_broadcast(&publisher), Ok(()));
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Kind {
     UserHub,
     /// A `RoomHub`: a room's root object or one of its shards.
     Room,
+    /// The broadcast room's root object or one of its shards.
+    Broadcast,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
         match self {
             Kind::UserHub => "user_hub",
             Kind::Room => "room",
+            Kind::Broadcast => "broadcast",
         }
     }
 
@@ -44,6 +47,7 @@ impl Kind {
         match name {
             "user_hub" => Some(Kind::UserHub),
             "room" => Some(Kind::Room),
+            "broadcast" => Some(Kind::Broadcast),
             _ => None,
         }
     }
@@ -127,6 +131,8 @@ pub struct Summary {
     pub user_hubs: Totals,
     /// Totals over every room object, shards included.
     pub rooms: Totals,
+    /// Totals over the broadcast room's objects, shards included (not in `rooms`).
+    pub broadcast: Totals,
     /// When the stats object answered (ms since the epoch). Figures are as of each
     /// object's last report, at most `STATS_REPORT_MS` behind while it is active.
     pub as_of: u64,
@@ -138,6 +144,7 @@ impl Summary {
         match kind {
             Kind::UserHub => &mut self.user_hubs,
             Kind::Room => &mut self.rooms,
+            Kind::Broadcast => &mut self.broadcast,
         }
     }
 }

@@ -314,11 +314,36 @@ fn a_room_target_is_validated_and_carried_on_the_draft() {
 }
 
 #[test]
-fn broadcast_is_not_available_yet() {
-    let body = json!({ "to": { "broadcast": true }, "event": "e" });
-    assert_field_error(&body, "to.broadcast");
+fn a_broadcast_goes_to_the_reserved_room_and_nowhere_else() {
+    let parsed = parse(&json!({ "to": { "broadcast": true }, "event": "maintenance" })).unwrap();
+    assert!(parsed.broadcasts());
+    let m = &parsed.messages[0];
+    assert_eq!(m.room.as_deref(), Some(herald::model::BROADCAST_ROOM));
+    assert!(m.recipients.is_empty());
+    assert!(!parse(&message("e", &["alice"])).unwrap().broadcasts());
+    // Only `true`, alone, and never filed in inboxes.
+    assert_field_error(
+        &json!({ "to": { "broadcast": false }, "event": "e" }),
+        "to.broadcast",
+    );
+    assert_field_error(
+        &json!({ "to": { "broadcast": true, "users": ["a"] }, "event": "e" }),
+        "to",
+    );
+    assert_field_error(
+        &json!({ "to": { "broadcast": true }, "event": "e", "inbox": true }),
+        "inbox",
+    );
+}
+
+#[test]
+fn the_broadcast_room_cannot_be_named_as_a_room() {
+    let body = json!({ "to": { "room": "broadcast" }, "event": "e" });
+    assert_field_error(&body, "to.room");
     let text = parse(&body).unwrap_err().to_string();
-    assert!(text.contains("not available yet"), "{text}");
+    assert!(text.contains("reserved"), "{text}");
+    let batch = batch(vec![message("e", &["alice"]), body]);
+    assert_field_error(&batch, "messages[1].to.room");
 }
 
 #[test]

@@ -15,8 +15,9 @@ use herald::model::{
 };
 use herald::publish::PublishRequest;
 use herald::room::{
-    parse_members, place, presence, Admission, Arrival as RoomArrival, Awake, Effect as RoomEffect,
-    Member, Placement, Room, RoomFrame, Roster, MAX_MEMBERS, TYPING_INTERVAL_MS,
+    parse_members, place, presence, shard_object, Admission, Arrival as RoomArrival, Awake,
+    Effect as RoomEffect, Kind, Member, Placement, Room, RoomFrame, Roster, MAX_MEMBERS,
+    TYPING_INTERVAL_MS,
 };
 use herald::room_store::{MemoryRoom, RoomStore};
 use herald::socket::FrameBudget;
@@ -922,16 +923,22 @@ struct RoomFixture {
     awake: Awake,
     limits: Limits,
     ids: std::cell::Cell<u64>,
+    name: &'static str,
 }
 
 impl RoomFixture {
     fn new(limits: Limits) -> Self {
+        Self::named("project:42", limits)
+    }
+
+    fn named(name: &'static str, limits: Limits) -> Self {
         Self {
             history: MemoryInbox::default(),
             store: MemoryRoom::default(),
             awake: Awake::default(),
             limits,
             ids: std::cell::Cell::new(0),
+            name,
         }
     }
 
@@ -947,6 +954,7 @@ impl RoomFixture {
             awake: &mut self.awake,
             limits: &self.limits,
             message_id: &next,
+            kind: Kind::of_object(self.name),
         };
         f(&mut room)
     }
@@ -955,7 +963,7 @@ impl RoomFixture {
         let arrival = RoomArrival {
             user: user.into(),
             session: session.into(),
-            room: "project:42".into(),
+            room: self.name.into(),
             can_write: true,
             since: None,
             token_exp,
@@ -1283,4 +1291,77 @@ fn rule_6_history_items_say_who_sent_them() {
     )
     .to_json();
     assert!(json.contains(r#""source":"member""#), "{json}");
+}
+
+// ---- the broadcast room -------------------------------------------------------------
+
+#[test]
+fn the_broadcast_room_is_known_by_its_objects_names_only() {
+    assert_eq!(Kind::of_object("broadcast"), Kind::Broadcast);
+    assert_eq!(
+        Kind::of_object(&shard_object("broadcast", 3)),
+        Kind::Broadcast
+    );
+    assert_eq!(Kind::of_object("broadcasts"), Kind::Project);
+    assert_eq!(
+        Kind::of_object(&shard_object("project:42", 1)),
+        Kind::Project
+    );
+    assert_eq!(Kind::of_object(""), Kind::Project);
+}
+
+#[test]
+fn broadcast_listeners_are_shown_no_presence_on_the_root_or_a_shard() {
+    let limits = Limits {
+        room_shard_size: 1,
+        ..Limits::default()
+    };
+    let mut room = RoomFixture::named("broadcast", limits);
+    let Admission::Here {
+        frames, effects, ..
+    } = room.arrive("alice", "a1", None, T0)
+    else {
+        panic!("the root keeps the first socket")
+    };
+    assert!(matches!(frames.as_slice(), [ServerFrame::Welcome { .. }]));
+    assert!(effects.is_empty(), "no joined: {effects:?}");
+    let (shard, effects) = room.join_shard("bob", "b1", T0);
+    assert!(announcements(&effects).is_empty());
+    // A shard reporting a socket the root had lost announces nothing either.
+    let found = room
+        .with(|r| r.sync(shard, &[("b2".into(), "carol".into())], T0))
+        .unwrap();
+    assert!(announcements(&found).is_empty());
+    // Leaving records no departure, so no `left` is ever due.
+    room.with(|r| r.close("a1", T0)).unwrap();
+    assert!(room.store.departures().unwrap().is_empty());
+    let later = T0 + room.limits.room_presence_grace_ms + 1;
+    assert!(announcements(&room.with(|r| r.alarm(&[], later)).unwrap()).is_empty());
+}
+
+#[test]
+fn nothing_a_broadcast_listener_sends_is_relayed_or_stored() {
+    let mut room = RoomFixture::named("broadcast", Limits::default());
+    let Admission::Here { mut member, .. } = room.arrive("alice", "a1", None, T0) else {
+        panic!("kept")
+    };
+    for text in [
+        r#"{"type":"publish","event":"chat.message","body":"hi all"}"#,
+        r#"{"type":"typing"}"#,
+    ] {
+        let effects = room.with(|r| r.client_text(&mut member, text, T0));
+        assert!(
+            matches!(effects.as_slice(), [RoomEffect::Reply(ServerFrame::Error { code, .. })] if code == "forbidden"),
+            "{text}: {effects:?}"
+        );
+    }
+    assert_eq!(room.history.latest_seq().unwrap(), 0);
+    // A ping and a resume still work; a producer's broadcast is kept for resume.
+    let pong = room.with(|r| r.client_text(&mut member, r#"{"type":"ping"}"#, T0));
+    assert_eq!(pong, [RoomEffect::Reply(ServerFrame::Pong)]);
+    let (receipts, effects) = room.with(|r| r.publish(vec![chat("ntf_1")], T0)).unwrap();
+    assert_eq!(seqs(&receipts), [1]);
+    assert_eq!(fanned_out(&effects).len(), 1);
+    let replay = room.with(|r| r.client_text(&mut member, r#"{"type":"resume","since":0}"#, T0));
+    assert!(replay.len() >= 2, "the broadcast, then synced: {replay:?}");
 }

@@ -21,7 +21,7 @@ use crate::access::{self, Credential, Right};
 use crate::auth::{self, AuthError, Claims};
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::model::{self, MAX_DEVICE_LEN, MAX_ROOM_LEN};
+use crate::model::{self, BROADCAST_ROOM, MAX_DEVICE_LEN};
 use crate::room;
 use crate::route::{self, Route};
 
@@ -100,7 +100,7 @@ async fn serve(
     }
     let id = resolved.id.unwrap_or_default();
     let room = match route.names_room() {
-        true => Some(model::check_name("room", &id, MAX_ROOM_LEN)?),
+        true => Some(model::check_room("room", &id)?),
         false => None,
     };
     let upgrade = match route.is_upgrade() {
@@ -113,7 +113,9 @@ async fn serve(
         Route::Healthz => healthz(env),
         Route::Preflight => preflight(),
         Route::Connect => connect(env, &caller, upgrade.unwrap_or_default()).await,
-        Route::Publish | Route::DevPublish => producer::publish(req, env, config).await,
+        Route::Publish | Route::DevPublish => {
+            producer::publish(req, env, config, &caller, route).await
+        }
         Route::Notifications => {
             let query = req
                 .url()
@@ -138,6 +140,9 @@ async fn serve(
             to_hub(env, user(&caller)?, Method::Post, "/delete", &id, None).await
         }
         Route::RoomConnect => room_connect(env, &caller, room, upgrade.unwrap_or_default()).await,
+        Route::BroadcastConnect => {
+            room_connect(env, &caller, BROADCAST_ROOM, upgrade.unwrap_or_default()).await
+        }
         Route::RoomPresence => to_room(env, room, Method::Get, "/presence", &[], None).await,
         Route::GetMembers | Route::PutMembers => {
             let body = match route {
@@ -283,7 +288,8 @@ async fn connect(
 }
 
 /// `GET /v1/rooms/{room}/connect`: the room's root accepts the socket (that the token
-/// grants the room, [`access::check`] saw to).
+/// grants the room, [`access::check`] saw to); and `GET /v1/broadcast/connect`, the
+/// broadcast room's, which keeps the socket read-only ([`room::Kind`]).
 async fn room_connect(
     env: &Env,
     caller: &Credential,

@@ -26,7 +26,7 @@ pub(crate) fn root_stub(env: &Env, room: &str) -> Result<Stub, ApiError> {
 
 /// Shard `n` of `room`: an object of the same class holding more of its sockets.
 pub(crate) fn shard_stub(env: &Env, room: &str, n: u64) -> Result<Stub, ApiError> {
-    root_stub(env, &format!("{room}#{n}"))
+    root_stub(env, &crate::room::shard_object(room, n))
 }
 
 /// Sends a request to `user`'s hub with only what the Worker has verified, and returns

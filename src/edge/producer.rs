@@ -12,10 +12,12 @@ use worker::{Env, Method, Request, Response};
 
 use super::call::{to_hub, to_room};
 use super::{internal_error, json_response, log, random_id};
+use crate::access::Credential;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::{Draft, Receipt};
 use crate::publish::{PublishRequest, Receipts};
+use crate::route::Route;
 
 /// Validates and bounds the whole request, then stores it in every room, recipient and
 /// filed member's inbox; 202 when all stored, else 503 with what was.
@@ -23,9 +25,14 @@ pub(crate) async fn publish(
     req: Request,
     env: &Env,
     config: &Config,
+    caller: &Credential,
+    route: Route,
 ) -> Result<Response, ApiError> {
     let body = super::http::bounded_body(req, config.limits.max_publish_bytes).await?;
     let request = PublishRequest::parse(&body, &config.limits, || random_id("ntf_"))?;
+    if request.broadcasts() {
+        route.may_broadcast(caller)?;
+    }
     // Read before anything is written, so that the bound holds for the whole request.
     let members = members(env, &request.filed_rooms()).await?;
     request.check_reach(&members, &config.limits)?;

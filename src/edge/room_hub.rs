@@ -60,6 +60,8 @@ pub struct RoomHub {
     named: Cell<bool>,
     /// Counters for `GET /v1/stats` (each shard reports its own sockets and deliveries).
     stats: ObjectStats,
+    /// A project room or the broadcast room, from the name the object is addressed by.
+    kind: room::Kind,
 }
 
 impl DurableObject for RoomHub {
@@ -68,7 +70,14 @@ impl DurableObject for RoomHub {
         let interval = config(&env).map_or(crate::config::DEFAULT_REPORT_INTERVAL_MS, |c| {
             c.limits.stats_report_ms
         });
+        // Every room object is addressed by name, which the runtime passes on.
+        let kind = room::Kind::of_object(&state.id().name().unwrap_or_default());
+        let counted = match kind {
+            room::Kind::Project => Kind::Room,
+            room::Kind::Broadcast => Kind::Broadcast,
+        };
         Self {
+            kind,
             state,
             env,
             history: OnceCell::new(),
@@ -79,7 +88,7 @@ impl DurableObject for RoomHub {
             pace: Cell::new(Pace::default()),
             alarm: Alarm::new(),
             named: Cell::new(false),
-            stats: ObjectStats::new(Kind::Room, interval),
+            stats: ObjectStats::new(counted, interval),
         }
     }
 
@@ -330,6 +339,7 @@ impl RoomHub {
             awake: &mut awake,
             limits: &config.limits,
             message_id: &|| random_id("msg_"),
+            kind: self.kind,
         };
         f(&mut room).map_err(|e| ApiError::unavailable(e.to_string()))
     }
