@@ -66,6 +66,21 @@ test("the demo page: green dot, toast and badge, shared read state, red and gree
   await first.screenshot({ path: join(artifacts, "3-read-elsewhere.png") });
   await second.close();
 
+  // A broadcast from the page's own form shows as a banner, not in the inbox. The
+  // broadcast socket opens beside the user's: send again until it has been listening.
+  await first.selectOption('#publish select[name="to"]', "*broadcast");
+  await first.fill('#publish input[name="title"]', "Maintenance at 02:00");
+  for (let tries = 0; ; tries++) {
+    await first.click('#publish button[type="submit"]');
+    const shown = await first
+      .waitForSelector("#banner:not([hidden]) >> text=Maintenance at 02:00", { timeout: 2_000 })
+      .catch(() => null);
+    if (shown) break;
+    assert.ok(tries < 10, "the broadcast banner never showed");
+  }
+  assert.equal(await first.locator("#inbox >> text=Maintenance at 02:00").count(), 0);
+  await first.screenshot({ path: join(artifacts, "3b-broadcast-banner.png") });
+
   // The runtime goes away: the dot turns red.
   await herald.stop();
   await first.waitForSelector('#dot[data-status="reconnecting"]', { timeout: 30_000 });

@@ -67,3 +67,29 @@ test("the SDK reconnects after a runtime restart and delivers each missed notifi
   assert.equal(sdk.status, "open");
   assert.ok(statuses.includes("reconnecting"));
 });
+
+test("new Herald({ broadcast: true }) emits each broadcast once, beside the inbox", async (t) => {
+  const herald = await startHerald();
+  t.after(() => herald.stop());
+  const sdk = new Herald({ url: herald.url, token: tokenFor("sdk-bea"), storage: null, broadcast: true });
+  const broadcasts = [];
+  const inbox = [];
+  sdk.on("broadcast", (n) => broadcasts.push(n));
+  sdk.on("notification", (n) => inbox.push(n));
+  t.after(() => sdk.close());
+  sdk.connect();
+  await until(sdk, "status", () => sdk.status === "open");
+  // The broadcast socket opens on its own: publish until it is listening.
+  const deadline = Date.now() + 30_000;
+  while (broadcasts.length === 0) {
+    assert.ok(Date.now() < deadline, "no broadcast arrived");
+    await herald.publish({ to: { broadcast: true }, event: "system.notice", title: "Maintenance" });
+    await until(sdk, "broadcast", () => broadcasts.length > 0, 1_000).catch(() => {});
+  }
+  const release = () => broadcasts.filter((n) => n.event === "system.release");
+  const sent = await herald.publish({ to: { broadcast: true }, event: "system.release" });
+  await herald.publish({ to: { users: ["sdk-bea"] }, event: "personal" });
+  await until(sdk, ["broadcast", "notification"], () => release().length > 0 && inbox.length === 1);
+  assert.deepEqual(release().map((n) => [n.id, n.room]), [[sent.body.id, "broadcast"]]);
+  assert.deepEqual(inbox.map((n) => n.event), ["personal"]);
+});

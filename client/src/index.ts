@@ -1,10 +1,21 @@
 // Herald client SDK: live notifications over one WebSocket, resumed across reconnects.
 
+import { BroadcastChannel } from "./broadcast.js";
 import { Channel, payload, type ChannelEvents } from "./channel.js";
 import { cursorStore } from "./cursor.js";
 import { RoomHandle } from "./room.js";
 import { resolveRuntime, socketUrl, type HeraldOptions } from "./runtime.js";
-import type { Deletion, Page, PageQuery, Preferences, Presence, ReadChange, ServerFrame, Welcome } from "./types.js";
+import type {
+  Deletion,
+  Notification,
+  Page,
+  PageQuery,
+  Preferences,
+  Presence,
+  ReadChange,
+  ServerFrame,
+  Welcome,
+} from "./types.js";
 
 export type { HeraldOptions, BackoffOptions, EventTargetLike } from "./runtime.js";
 export type { StorageLike } from "./cursor.js";
@@ -29,6 +40,8 @@ export interface HeraldEvents extends ChannelEvents {
   reset: Page;
   preferences: Preferences;
   welcome: Welcome;
+  /** A system-wide notice (`room: "broadcast"`), once each, resumed across reconnects like the inbox. */
+  broadcast: Notification;
 }
 
 interface PendingPage {
@@ -42,21 +55,31 @@ export class Herald extends Channel<HeraldEvents> {
   private readonly pages = new Map<string, PendingPage>();
   private readonly rooms = new Set<RoomHandle>();
   private readonly device: string | undefined;
+  private readonly broadcasts: BroadcastChannel | undefined;
 
   constructor(options: HeraldOptions) {
     const runtime = resolveRuntime(options);
     super(runtime, { store: cursorStore(options.storage, runtime.base) });
     this.device = options.device;
+    if (options.broadcast) {
+      const channel = new BroadcastChannel(runtime, cursorStore(options.storage, `${runtime.base}#broadcast`));
+      channel.on("notification", (n) => this.emit("broadcast", n));
+      channel.on("batch", ({ items }) => items.forEach((n) => this.emit("broadcast", n)));
+      channel.on("error", (error) => this.emit("error", error));
+      this.broadcasts = channel;
+    }
   }
 
-  /** Opens the connection; it then stays up (reconnecting as needed) until `close`. */
+  /** Opens the connection (and the broadcast one); they then stay up, reconnecting as needed, until `close`. */
   connect(): void {
     this.conn.start();
+    this.broadcasts?.start();
   }
 
-  /** Closes the connection and every room joined through this client, for good. */
+  /** Closes the connections and every room joined through this client, for good. */
   close(): void {
     for (const room of [...this.rooms]) room.leave();
+    this.broadcasts?.stop();
     this.conn.stop();
   }
 

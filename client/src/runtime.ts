@@ -36,6 +36,8 @@ export interface HeraldOptions {
   token?: string;
   /** Called before every connect; wins over `token`. Needed to recover from an expired token. */
   getToken?: () => Promise<string>;
+  /** Also listen to system-wide notices on a second socket (`/v1/broadcast/connect`), emitted as `broadcast`. */
+  broadcast?: boolean;
   /** A name for this device (1–64 of `A–Z a–z 0–9 . _ : -`), echoed in `welcome`. */
   device?: string;
   /** Where resume cursors are kept, one per server and user (`herald:seq:<url>:<sub>`). Default: `localStorage` if any; null: nowhere. */

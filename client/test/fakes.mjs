@@ -141,3 +141,18 @@ export function accept(socket, seq = 0, unread = 0) {
   socket.open();
   socket.deliver(welcome(seq, unread));
 }
+
+/** A token the SDK can read the `sub` of (the signature is never checked client-side). */
+export function jwtFor(sub) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${part({ alg: "HS256" })}.${part({ sub, exp: 2e9 })}.sig`;
+}
+
+/** A `localStorage` stand-in. */
+export function memoryStorage(initial = {}) {
+  const map = new Map(Object.entries(initial));
+  return {
+    getItem: (key) => map.get(key) ?? null,
+    setItem: (key, value) => map.set(key, value),
+  };
+}

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import test from "node:test";
 
-import { accept, collect, item, live, settle, start } from "./fakes.mjs";
+import { accept, collect, item, jwtFor, live, memoryStorage, settle, start } from "./fakes.mjs";
 
 const seqs = (items) => items.map((i) => i.seq);
 const ALICE = jwtFor("alice");
@@ -141,16 +141,3 @@ test("a token for another user mid-session switches to that user's cursor", asyn
   tokens.shift();
   assert.equal((await reconnect(ctx)).since, null, "bob never resumes from alice's seq");
 });
-
-function jwtFor(sub) {
-  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
-  return `${part({ alg: "HS256" })}.${part({ sub, exp: 2e9 })}.sig`;
-}
-
-function memoryStorage(initial = {}) {
-  const map = new Map(Object.entries(initial));
-  return {
-    getItem: (key) => map.get(key) ?? null,
-    setItem: (key, value) => map.set(key, value),
-  };
-}
