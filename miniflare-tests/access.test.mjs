@@ -14,6 +14,7 @@ const ROUTES = [
   { method: "GET", path: "/dev/token", right: "anyone" },
   { method: "GET", path: "/demo", right: "anyone" },
   { method: "GET", path: "/demo/herald.js", right: "anyone" },
+  { method: "GET", path: "/favicon.ico", right: "anyone" },
   { method: "GET", path: "/v1/connect", right: "user", upgrade: true },
   { method: "GET", path: "/v1/notifications", right: "user" },
   { method: "POST", path: "/v1/notifications/read", right: "user", body: { ids: [] } },

@@ -8,8 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { chromium } from "playwright-core";
-import { freePort, startHerald } from "./harness.mjs";
+import { freePort, launchChromium, startHerald } from "./harness.mjs";
 
 test("the demo page: green dot, toast and badge, shared read state, red and green again across a restart", async (t) => {
   const artifacts = mkdtempSync(join(tmpdir(), "herald-browser-screenshots-"));
@@ -20,19 +19,7 @@ test("the demo page: green dot, toast and badge, shared read state, red and gree
   const start = () =>
     startHerald({ persistDir: dir, port, bindings: { DEV_MODE: "true", ALLOWED_ORIGINS: origin } });
   let herald = await start();
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  const browser = await launchChromium();
   t.after(async () => {
     await browser.close();
     await herald.stop();

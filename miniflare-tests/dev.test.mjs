@@ -1,6 +1,7 @@
 // `make dev` as a new user runs it: the script starts wrangler dev (workerd, on-disk state),
 // prints a dev token and a publish key, and the printed example works. A .dev.vars kept
-// from a run on another port keeps its secrets and still lets the served origin in.
+// from a run on another port keeps its secrets and still lets the served origin in, and
+// the demo page it prints works in Chromium after a first run on another port.
 // HERALD_DEV_DIR points dev.sh at a temporary directory; each test checks afterwards that
 // the checkout's own .dev.vars and .wrangler/ are as they were.
 import assert from "node:assert/strict";
@@ -9,7 +10,7 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { connect, freePort, ofType } from "./harness.mjs";
+import { connect, freePort, launchChromium, ofType } from "./harness.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -32,12 +33,11 @@ const before = checkoutDevFiles();
 
 /**
  * Runs scripts/dev.sh on a free port with its files in a fresh temporary directory (`dir`,
- * which `prepare` may fill first) until it prints its example. `stop()` ends the script and
- * waits for it; the directory goes when the test ends.
+ * which `prepare` may fill first; or the `dir` of an earlier run) until it prints its
+ * example. `stop()` ends the script and waits for it; the directory goes when the test ends.
  */
-async function startDev(t, prepare = () => {}) {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), "herald-dev-"));
+async function startDev(t, prepare = () => {}, { dir = mkdtempSync(join(tmpdir(), "herald-dev-")), port } = {}) {
+  port ??= await freePort();
   prepare(dir);
   const dev = spawn("bash", ["scripts/dev.sh"], {
     cwd: root,
@@ -136,5 +136,35 @@ test("a kept .dev.vars written for another port keeps its secrets and lets the s
 
   await stop();
   assert.equal(readFileSync(join(dir, ".dev.vars"), "utf8"), kept, "the kept .dev.vars is unchanged");
+  assert.deepEqual(checkoutDevFiles(), before, "dev.sh wrote into the checkout's .dev.vars or .wrangler/");
+});
+
+test("run once on one port and again on another, the printed demo address turns green and shows a toast", async (t) => {
+  const first = await startDev(t);
+  await first.stop();
+  let port = await freePort();
+  while (port === first.port) port = await freePort();
+  const { dir, output } = await startDev(t, () => {}, { dir: first.dir, port });
+  const demo = output.match(/demo notification center:\s+(\S+)/)[1];
+  const key = output.match(/publish key:\s+(\S+)/)[1];
+
+  const browser = await launchChromium();
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  // Anything the page asks for and is refused (a 403 for the SDK, a 404 favicon) is a failure.
+  const refused = [];
+  page.on("response", (res) => res.status() >= 400 && refused.push(`${res.status()} ${res.url()}`));
+  page.on("console", (msg) => msg.type() === "error" && refused.push(msg.text()));
+  await page.goto(demo);
+  await page.waitForSelector('#dot[data-status="open"]', { timeout: 30_000 });
+  const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ to: { users: ["alice"] }, event: "task.updated", title: "Hello from the second run" }),
+  });
+  assert.equal(res.status, 202);
+  await page.waitForSelector(".toast >> text=Hello from the second run");
+  assert.deepEqual(refused, []);
+  assert.ok(existsSync(join(dir, ".dev.vars")));
   assert.deepEqual(checkoutDevFiles(), before, "dev.sh wrote into the checkout's .dev.vars or .wrangler/");
 });

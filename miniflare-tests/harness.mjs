@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Miniflare } from "miniflare";
+import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { claimsFor, signJwt } from "./jwt.mjs";
 
@@ -350,5 +351,22 @@ export async function storedDatabases(dir) {
     } finally {
       db.close();
     }
+  });
+}
+
+/** Debian's headless Chromium, driven by playwright-core, with nothing that reaches out. */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }

@@ -48,6 +48,8 @@ pub enum Route {
     Demo,
     /// `GET /demo/herald.js`: the client SDK bundle the demo page loads; dev mode only.
     DemoScript,
+    /// `GET /favicon.ico`: Herald's icon, for browsers that ask any page's origin for one.
+    Favicon,
     /// `GET /v1/stats` (admin key): connections, stored, delivered and dropped per kind
     /// of object.
     Stats,
@@ -67,7 +69,8 @@ impl Route {
             | Route::Preflight
             | Route::DevToken
             | Route::Demo
-            | Route::DemoScript => Right::Anyone,
+            | Route::DemoScript
+            | Route::Favicon => Right::Anyone,
             Route::Connect
             | Route::Notifications
             | Route::MarkRead
@@ -175,6 +178,7 @@ pub const ROUTES: &[(&str, &str, Route)] = &[
     ("/dev/publish", "POST", Route::DevPublish),
     ("/demo", "GET", Route::Demo),
     ("/demo/herald.js", "GET", Route::DemoScript),
+    ("/favicon.ico", "GET", Route::Favicon),
     ("/v1/stats", "GET", Route::Stats),
     ("/openapi.json", "GET", Route::OpenApi),
 ];

@@ -29,6 +29,9 @@ use crate::route::{self, Route};
 /// separate static hosting (`scripts/build.sh` builds the SDK first).
 const DEMO_PAGE: &str = include_str!("../../demo/index.html");
 const DEMO_SDK: &str = include_str!("../../client/dist/herald.js");
+/// Served at `/favicon.ico` in every mode: browsers ask each origin for one, and a 404 in
+/// the demo page's console looks like a fault. SVG, which browsers take at that path too.
+const FAVICON: &str = include_str!("../../demo/favicon.svg");
 
 /// The HTTP API as an OpenAPI 3.1 document, written by hand and checked against the route
 /// table by `tests/openapi.rs` (and against the running Worker by `scripts/schemathesis.sh`).
@@ -169,6 +172,7 @@ async fn serve(
         Route::DevToken => dev_token(&req, env),
         Route::Demo => asset(DEMO_PAGE, "text/html; charset=utf-8"),
         Route::DemoScript => asset(DEMO_SDK, "text/javascript; charset=utf-8"),
+        Route::Favicon => asset(FAVICON, "image/svg+xml"),
         Route::Stats => stats::summary(env).await,
         Route::OpenApi => asset(OPENAPI, "application/json"),
     }
