@@ -12,17 +12,19 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const TARGET_ORDER = ["herald", "jsdo", "socketio", "ws"];
+export const TARGET_ORDER = ["herald", "jsdo", "jsdo-inbox", "socketio", "ws", "django"];
 export const TARGET_LABEL = {
   herald: "Herald (Rust/wasm DO)",
   jsdo: "JS Durable Object",
-  socketio: "Socket.IO 4",
+  "jsdo-inbox": "JS DO inbox (SQLite, per user)",
+  socketio: "Socket.IO 4 (recovery on)",
   ws: "Node ws",
+  django: "Django Channels (channels_redis)",
 };
-const TARGET_COLOR = { herald: "#d9480f", jsdo: "#1971c2", socketio: "#2f9e44", ws: "#7048e8" };
+const TARGET_COLOR = { herald: "#d9480f", jsdo: "#1971c2", "jsdo-inbox": "#0c8599", socketio: "#2f9e44", ws: "#7048e8", django: "#0b7a4b" };
 // Scenarios measured in rate steps (latency plots, the steps tables), and those summarised
 // per case and target; `resume` and `coldwake` have tables of their own.
-const STEPPED = ["fanout", "devices"];
+const STEPPED = ["fanout", "devices", "users"];
 const PER_CASE = [...STEPPED, "connect"];
 
 // Issue 7's targets, checked at the top of every report. The fan-out, latency and memory
@@ -80,6 +82,8 @@ export function caseLabel(c) {
       return `devices, one user × ${count(c.subscribers)} sockets`;
     case "connect":
       return `connect, ${count(c.subscribers)} sockets`;
+    case "users":
+      return `users, ${count(c.subscribers)} × 1 socket`;
     case "resume":
       return `resume, ${count(c.items)} items`;
     case "coldwake":
@@ -235,6 +239,44 @@ const verdict = (met) => (met === null ? "not measured" : met ? "**yes**" : "**n
  */
 export function goals(summary, resume, coldwake) {
   const rows = [];
+  // Issue 16's: the per-user path against what a team would run instead.
+  const compare = (key, peer, field, { what, max, min }) => {
+    const h = summary.byCase.get(key)?.get("herald")?.[field] ?? null;
+    const o = summary.byCase.get(key)?.get(peer)?.[field] ?? null;
+    const r = ratio(h, o);
+    rows.push({
+      what,
+      value: r === null ? "–" : `${fmtRatio(r)} (${fmt(h, field === "best_dps" ? 0 : undefined)} / ${fmt(o, field === "best_dps" ? 0 : undefined)})`,
+      threshold: max !== undefined ? `≤ ${fmtRatio(max)}` : `≥ ${fmtRatio(min)}`,
+      met: r === null ? null : max !== undefined ? r <= max : r >= min,
+    });
+  };
+  const users = summary.cases.find((c) => c.scenario === "users");
+  if (users) {
+    const key = caseKey(users);
+    const dps = `\`users\` (${caseLabel(users)}): deliveries/s at p99 ≤ ${summary.limitMs} ms, Herald`;
+    compare(key, "jsdo-inbox", "best_dps", { what: `${dps} / ${TARGET_LABEL["jsdo-inbox"]}`, min: 1 });
+    compare(key, "socketio", "best_dps", { what: `${dps} / ${TARGET_LABEL.socketio}`, min: 1 });
+    compare(key, "django", "best_dps", { what: `${dps} / ${TARGET_LABEL.django}`, min: 1 });
+    compare(key, "jsdo-inbox", "cpu_us_per_delivery", {
+      what: `\`users\`: CPU µs per publish, Herald / ${TARGET_LABEL["jsdo-inbox"]}`,
+      max: 1,
+    });
+  }
+  const devices = summary.cases.find((c) => c.scenario === "devices");
+  if (devices) {
+    compare(caseKey(devices), "jsdo-inbox", "best_dps", {
+      what: `\`devices\` (${caseLabel(devices)}): deliveries/s at p99 ≤ ${summary.limitMs} ms, Herald / ${TARGET_LABEL["jsdo-inbox"]}`,
+      min: 1,
+    });
+  }
+  const connect = summary.cases.filter((c) => c.scenario === "connect").sort((a, b) => b.subscribers - a.subscribers)[0];
+  if (connect) {
+    compare(caseKey(connect), "jsdo", "connect_p50_ms", {
+      what: `Room connect p50 (${caseLabel(connect)}, 64 at a time), Herald / JS Durable Object`,
+      max: 1.5,
+    });
+  }
   const fanout = summary.byCase.get(`fanout/${GOALS.subscribers}`);
   const herald = fanout?.get("herald");
   const room = `Room fan-out, ${count(GOALS.subscribers)} subscribers`;
@@ -620,6 +662,20 @@ export function markdown(data, summary, files) {
     );
     lines.push("");
     lines.push(summaryTable("fanout"));
+    lines.push("");
+  }
+  if (present("users")) {
+    lines.push("## Many users");
+    lines.push("");
+    lines.push(
+      "Many users with one socket each (Herald: `/v1/connect`, each user its own object; " +
+        "`jsdo-inbox`: an object per user storing every notification in SQLite before its 202; " +
+        "Socket.IO: a room `notifications-<id>` per user), open-loop publishes each to one user " +
+        "picked at random: the common case. One delivery per publish, so CPU µs/delivery is " +
+        "CPU µs per publish.",
+    );
+    lines.push("");
+    lines.push(summaryTable("users"));
     lines.push("");
   }
   if (present("devices")) {

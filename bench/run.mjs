@@ -14,7 +14,8 @@
 // bench/results/<date>-<profile>.{md,json} and SVG plots.
 //
 // Cases (the load generator's scenarios): `fanout` (one room, stepped publish rates),
-// `devices` (one user's 4 sockets, stepped rates), `connect` (open the sockets and hold
+// `devices` (one user's 4 sockets, stepped rates), `users` (1,000 users with a socket
+// each, every publish to one random user, stepped rates), `connect` (open the sockets and hold
 // them while the target's memory is sampled), `resume` (Herald only: replay a stored
 // inbox with `?since=0`; the server gets INBOX_MAX_ITEMS = the case's items) and
 // `coldwake` (Herald and the JS Durable Object: a delivery through an evicted object). A
@@ -26,7 +27,8 @@
 // too low. Over loopback the ephemeral ports (net.ipv4.ip_local_port_range, usually
 // 28,000 of them) are plenty for 5,000 sockets.
 //
-// Usage: node bench/run.mjs [--profile short|full] [--rounds N] [--targets herald,jsdo,socketio,ws]
+// Usage: node bench/run.mjs [--profile short|full] [--rounds N]
+//                           [--targets herald,jsdo,jsdo-inbox,socketio,ws,django]
 //                           [--cases fanout,devices/4,...] [--seconds N]
 //                           [--loadgen PATH] [--name NAME] [--out DIR] [--no-pin]
 //   --cases keeps the profile's cases whose scenario, or scenario/subscribers, is listed
@@ -56,19 +58,26 @@ const HERALD = {
 const CASE_FIELDS = {
   fanout: ["rates"],
   devices: ["rates"],
+  users: ["rates"],
   connect: ["hold_seconds"],
   resume: ["items", "repeats"],
   coldwake: ["idle_seconds", "repeats"],
 };
+// Who runs a case. Room fan-out and connecting compare Herald's rooms with the broadcast
+// peers; the per-user cases add `jsdo-inbox`, the hand-written per-user object, and the
+// `users` case needs a room per user, which a plain `ws` server and the broadcaster lack.
+const ROOM_PEERS = ["herald", "jsdo", "socketio", "ws"];
+const PER_USER = ["herald", "jsdo-inbox", "socketio", "django"];
 const PROFILES = {
   short: {
     rounds: 3,
     seconds: 2,
     cases: [
-      { scenario: "fanout", subscribers: 100, rates: [50, 200, 500, 1000] },
-      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100] },
+      { scenario: "users", subscribers: 1000, rates: [100, 200, 500, 1000, 1500], targets: PER_USER },
+      { scenario: "fanout", subscribers: 100, rates: [50, 200, 500, 1000], targets: ROOM_PEERS },
+      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100], targets: ROOM_PEERS },
       { scenario: "devices", subscribers: 4, rates: [20, 100, 200, 500] },
-      { scenario: "connect", subscribers: 1000, hold_seconds: 2 },
+      { scenario: "connect", subscribers: 1000, hold_seconds: 2, targets: ROOM_PEERS },
       { scenario: "resume", subscribers: 1, items: 10_000, repeats: 3, rounds: 1, targets: ["herald"] },
       { scenario: "coldwake", subscribers: 1, idle_seconds: 15, repeats: 2, rounds: 1, targets: ["herald", "jsdo"] },
     ],
@@ -77,12 +86,13 @@ const PROFILES = {
     rounds: 5,
     seconds: 5,
     cases: [
-      { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200, 500, 1000, 2000] },
-      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100, 150, 200, 500] },
-      { scenario: "fanout", subscribers: 5000, rates: [20, 50, 100, 200, 500, 1000] },
+      { scenario: "users", subscribers: 1000, rates: [50, 100, 200, 500, 1000, 1500, 2000], targets: PER_USER },
+      { scenario: "fanout", subscribers: 100, rates: [20, 50, 100, 200, 500, 1000, 2000], targets: ROOM_PEERS },
+      { scenario: "fanout", subscribers: 1000, rates: [20, 35, 50, 70, 100, 150, 200, 500], targets: ROOM_PEERS },
+      { scenario: "fanout", subscribers: 5000, rates: [20, 50, 100, 200, 500, 1000], targets: ROOM_PEERS },
       { scenario: "devices", subscribers: 4, rates: [20, 50, 100, 200, 500, 1000, 2000] },
-      { scenario: "connect", subscribers: 1000, hold_seconds: 3 },
-      { scenario: "connect", subscribers: 5000, hold_seconds: 3 },
+      { scenario: "connect", subscribers: 1000, hold_seconds: 3, targets: ROOM_PEERS },
+      { scenario: "connect", subscribers: 5000, hold_seconds: 3, targets: ROOM_PEERS },
       { scenario: "resume", subscribers: 1, items: 10_000, repeats: 5, rounds: 3, targets: ["herald"] },
       { scenario: "coldwake", subscribers: 1, idle_seconds: 15, repeats: 3, rounds: 2, targets: ["herald", "jsdo"] },
     ],
@@ -90,10 +100,12 @@ const PROFILES = {
 };
 
 const TARGETS = {
-  herald: { script: "herald-server.mjs", workerd: true },
-  jsdo: { script: "jsdo-server.mjs", workerd: true },
+  herald: { script: "herald-server.mjs", workerd: true, serving: ["workerd"] },
+  jsdo: { script: "jsdo-server.mjs", workerd: true, serving: ["workerd"] },
+  "jsdo-inbox": { script: "jsdo-server.mjs", args: ["--inbox"], workerd: true, serving: ["workerd"] },
   socketio: { script: "socketio-server.mjs", workerd: false },
   ws: { script: "ws-server.mjs", workerd: false },
+  django: { script: "django-server.mjs", workerd: false, serving: ["redis-server", "python"] },
 };
 
 const P99_LIMIT_MS = 100;
@@ -244,22 +256,29 @@ const CLK_TCK = (() => {
   }
 })();
 
-/** CPU time (µs, user + system, all threads) and RSS (KB) of a live process, or null. */
-function sample(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    const cpuUs = ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rssKb = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? NaN);
-    return { cpu_us: cpuUs, rss_kb: rssKb, at_ms: Date.now() };
-  } catch {
-    return null;
+/**
+ * CPU time (µs, user + system, all threads) and RSS (KB) of a live process, or summed over
+ * several (a server and its Redis); null if one is gone.
+ */
+function sample(pids) {
+  const total = { cpu_us: 0, rss_kb: 0, at_ms: Date.now() };
+  for (const pid of [].concat(pids)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+      total.cpu_us += ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      total.rss_kb += Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? NaN);
+    } catch {
+      return null;
+    }
   }
+  return total;
 }
 
-const alive = (pid) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) Z/.test(safeRead(`/proc/${pid}/stat`));
+const alive = (pids) =>
+  [].concat(pids).every((pid) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) Z/.test(safeRead(`/proc/${pid}/stat`)));
 const safeRead = (path) => {
   try {
     return readFileSync(path, "utf8");
@@ -299,7 +318,7 @@ function track(child) {
   child.once("exit", () => running.delete(child));
   return child;
 }
-const extraPids = new Set(); // workerd children found via pgrep
+const extraPids = new Set(); // serving children (workerd, redis-server, Python) found via pgrep
 
 function exited(child, timeoutMs) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
@@ -335,7 +354,7 @@ function serverArgs(name, c) {
 /** Starts a target; resolves once it printed "ready", with the pid to measure. */
 async function startTarget(name, port, c, opts) {
   const spec = TARGETS[name];
-  const script = [join(peers, spec.script), "--port", String(port), ...serverArgs(name, c)];
+  const script = [join(peers, spec.script), "--port", String(port), ...(spec.args ?? []), ...serverArgs(name, c)];
   const [cmd, args] = pinned(TARGET_CPU, process.execPath, script, opts.pin);
   const child = track(spawn(cmd, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] }));
   const out = new Tail();
@@ -359,30 +378,31 @@ async function startTarget(name, port, c, opts) {
       resolve(`failed to start: ${e.message}`);
     });
   });
-  const target = { name, child, pid: child.pid, measurePid: child.pid, workerdPid: null, stderr: err, stdout: out };
+  const target = { name, child, pid: child.pid, measurePid: child.pid, servingPids: [], stderr: err, stdout: out };
   if (ready !== "ready") {
     await stopTarget(target);
     throw new Error(`${name} did not start: ${ready}\n${err.text.slice(-2000)}`);
   }
-  if (spec.workerd) {
-    // taskset execs node, so child.pid is the Miniflare process; workerd is its child.
-    let workerd;
-    for (let i = 0; i < 50 && !workerd; i++) {
-      workerd = childrenOf(child.pid).find((c) => c.comm === "workerd");
-      if (!workerd) await sleep(100);
+  // The processes that do the serving, children of the launcher (taskset execs node, so
+  // child.pid is the launcher): workerd under Miniflare; redis-server and Python for Django.
+  for (const comm of spec.serving ?? []) {
+    let found;
+    for (let i = 0; i < 50 && !found; i++) {
+      found = childrenOf(child.pid).find((c) => c.comm === comm);
+      if (!found) await sleep(100);
     }
-    if (!workerd) {
+    if (!found) {
       await stopTarget(target);
-      throw new Error(`${name}: no workerd child of ${child.pid}`);
+      throw new Error(`${name}: no ${comm} child of ${child.pid}`);
     }
-    target.workerdPid = workerd.pid;
-    target.measurePid = workerd.pid;
-    extraPids.add(workerd.pid);
+    target.servingPids.push(found.pid);
+    extraPids.add(found.pid);
     if (opts.pin) {
       // Inherited from the parent already; -a pins every thread of it explicitly.
-      execFileSync("taskset", ["-apc", String(TARGET_CPU), String(workerd.pid)], { stdio: "ignore" });
+      execFileSync("taskset", ["-apc", String(TARGET_CPU), String(found.pid)], { stdio: "ignore" });
     }
   }
+  if (target.servingPids.length) target.measurePid = target.servingPids;
   return target;
 }
 
@@ -395,14 +415,14 @@ async function stopTarget(target) {
       await exited(child, 5_000);
     }
   }
-  if (target.workerdPid) {
-    if (!(await waitGone(target.workerdPid, 10_000))) {
+  for (const pid of target.servingPids) {
+    if (!(await waitGone(pid, 10_000))) {
       try {
-        process.kill(target.workerdPid, "SIGKILL");
+        process.kill(pid, "SIGKILL");
       } catch {}
-      await waitGone(target.workerdPid, 5_000);
+      await waitGone(pid, 5_000);
     }
-    extraPids.delete(target.workerdPid);
+    extraPids.delete(pid);
   }
 }
 
@@ -500,7 +520,7 @@ async function runLoadgen(target, port, c, opts) {
   const poll = setInterval(() => {
     const s = sample(target.measurePid);
     if (s) peakRss = Math.max(peakRss, s.rss_kb);
-    if (target.workerdPid) {
+    if (target.servingPids.length) {
       const p = sample(target.pid);
       if (p) peakParentRss = Math.max(peakParentRss, p.rss_kb);
     }
@@ -525,7 +545,7 @@ async function runLoadgen(target, port, c, opts) {
       }
       // Sampled as the step's line arrives: the target's state at the end of that step.
       step.sample = sample(target.measurePid);
-      if (target.workerdPid) step.parent_sample = sample(target.pid);
+      if (target.servingPids.length) step.parent_sample = sample(target.pid);
       if (step.sample) peakRss = Math.max(peakRss, step.sample.rss_kb);
       steps.push(step);
       console.log(`    ${describe(step)}`);
@@ -628,11 +648,11 @@ async function runOne(round, c, name, opts) {
     target = await startTarget(name, port, c, opts);
     run.port = port;
     run.pid = target.pid;
-    run.workerd_pid = target.workerdPid;
+    run.serving_pids = target.servingPids;
     run.warmup_error = await warmUp(name, port);
     await sleep(1000);
     const before = sample(target.measurePid);
-    const parentBefore = target.workerdPid ? sample(target.pid) : null;
+    const parentBefore = target.servingPids.length ? sample(target.pid) : null;
     run.before = before;
     const lg = await runLoadgen(target, port, c, opts);
     Object.assign(run, lg);

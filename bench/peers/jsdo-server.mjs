@@ -1,19 +1,34 @@
-// Runs the JavaScript Durable Object peer (jsdo/worker.mjs) in workerd through Miniflare 4
-// (the repo root's node_modules/miniflare) on 127.0.0.1:PORT. Prints "ready" when
+// Runs a JavaScript Durable Object peer in workerd through Miniflare 4 (the repo root's
+// node_modules/miniflare) on 127.0.0.1:PORT: the broadcaster (jsdo/worker.mjs), or with
+// `--inbox` the per-user inbox (jsdo-inbox/worker.mjs), whose SQLite state goes to a
+// temporary directory on disk like Herald's, removed on exit. Prints "ready" when
 // listening and runs until SIGTERM / SIGINT, then disposes Miniflare (and workerd).
-// Usage: node bench/peers/jsdo-server.mjs --port PORT
+// Usage: node bench/peers/jsdo-server.mjs --port PORT [--inbox]
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
 import { exitOnSignal, portArg } from "./args.mjs";
 
 const port = portArg();
-const dir = fileURLToPath(new URL("./jsdo/", import.meta.url));
+const inbox = process.argv.includes("--inbox");
+const peer = inbox
+  ? { folder: "jsdo-inbox", binding: "INBOX", className: "Inbox" }
+  : { folder: "jsdo", binding: "BENCH", className: "Broadcaster" };
+let persist = false;
+if (inbox) {
+  persist = mkdtempSync(join(tmpdir(), "herald-bench-jsdo-inbox-"));
+  process.on("exit", () => rmSync(persist, { recursive: true, force: true }));
+}
+const dir = fileURLToPath(new URL(`./${peer.folder}/`, import.meta.url));
 const mf = new Miniflare({
   modules: true,
   scriptPath: `${dir}worker.mjs`,
   modulesRoot: dir, // module names are relative to it, so any working directory works
   compatibilityDate: "2026-07-28",
-  durableObjects: { BENCH: { className: "Broadcaster", useSQLite: true } },
+  durableObjects: { [peer.binding]: { className: peer.className, useSQLite: true } },
+  durableObjectsPersist: persist,
   host: "127.0.0.1",
   port,
 });

@@ -97,7 +97,13 @@ pub enum Target {
     Herald,
     Ws,
     Jsdo,
+    /// The JavaScript Durable Object a team would write by hand for Herald's job: one per
+    /// user, storing each notification in SQLite with the next seq before answering.
+    #[serde(rename = "jsdo-inbox")]
+    JsdoInbox,
     Socketio,
+    /// Django Channels with channels_redis: a group per user, `group_send` per publish.
+    Django,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -115,6 +121,9 @@ pub enum Scenario {
     Resume,
     /// Herald and jsdo: the first delivery after the object was evicted, then a warm one.
     Coldwake,
+    /// Many users with one socket each (Herald: each its own user object; peers: a room
+    /// per user), open-loop publishes each to one random user at stepped rates.
+    Users,
 }
 
 impl Args {
@@ -123,6 +132,7 @@ impl Args {
         let given = |default: u64| self.subscribers.unwrap_or(default) as usize;
         match self.scenario {
             Scenario::Fanout | Scenario::Connect => given(100),
+            Scenario::Users => given(1000),
             Scenario::Devices => given(4),
             Scenario::Resume | Scenario::Coldwake => 1,
         }
@@ -138,6 +148,9 @@ impl Args {
                 "coldwake runs against herald and jsdo only (the others have no object to evict)"
                     .into(),
             ),
+            (Scenario::Users, Target::Ws | Target::Jsdo) => {
+                Err("users needs a room per user: herald, jsdo-inbox, socketio or django".into())
+            }
             _ => Ok(()),
         }
     }
@@ -208,7 +221,23 @@ mod tests {
         assert_eq!(count(&["--scenario", "devices", "--subscribers", "8"]), 8);
         assert_eq!(count(&["--scenario", "resume", "--subscribers", "8"]), 1);
         assert_eq!(count(&["--scenario", "coldwake"]), 1);
+        assert_eq!(count(&["--scenario", "users"]), 1000);
         assert!(Args::try_parse_from(["loadgen", "--target", "ws", "--subscribers", "0"]).is_err());
+    }
+
+    #[test]
+    fn users_run_only_where_each_user_has_a_room() {
+        let check = |target: &str| {
+            Args::try_parse_from(["loadgen", "--target", target, "--scenario", "users"])
+                .unwrap()
+                .check()
+        };
+        for target in ["herald", "jsdo-inbox", "socketio", "django"] {
+            assert_eq!(check(target), Ok(()), "{target}");
+        }
+        for target in ["ws", "jsdo"] {
+            assert!(check(target).is_err(), "{target}");
+        }
     }
 
     #[test]

@@ -48,7 +48,6 @@ struct Wake {
 
 pub async fn run(args: &Args) -> Result<(), String> {
     let audience = Audience::of(args);
-    let to = audience.to_json();
     let mut client = http::Client::new(&args.addr);
     let idle = Duration::from_secs(args.idle_seconds);
     let mut n = 0;
@@ -66,8 +65,8 @@ pub async fn run(args: &Args) -> Result<(), String> {
             .reconnect()
             .await
             .map_err(|e| format!("connecting to publish: {e}"))?;
-        let cold = deliver(args, &mut ws, &mut client, &to, n).await?;
-        let warm = deliver(args, &mut ws, &mut client, &to, n + 1).await?;
+        let cold = deliver(args, &mut ws, &mut client, &audience, n).await?;
+        let warm = deliver(args, &mut ws, &mut client, &audience, n + 1).await?;
         n += 2;
         subscriber::close(ws).await;
         repeats.push(Wake {
@@ -102,13 +101,14 @@ async fn deliver(
     args: &Args,
     ws: &mut Ws,
     client: &mut http::Client,
-    to: &str,
+    audience: &Audience,
     n: u64,
 ) -> Result<Duration, String> {
     let started = Instant::now();
     let t_us = unix_us();
-    let body = publish::body(args.target, to, t_us, n);
-    let post = publish::post(client, args.target, &args.publish_key, &body);
+    let body = publish::body(args.target, audience, t_us, n);
+    let path = publish::path(args.target, None);
+    let post = publish::post(client, &path, &args.publish_key, &body);
     let arrival = async {
         loop {
             let text = subscriber::next_text(ws).await?;

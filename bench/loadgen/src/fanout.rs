@@ -1,6 +1,6 @@
 //! `fanout` and `devices`: every subscriber of one audience (a room's sockets, or one
-//! user's devices) gets every publish, sent open-loop at stepped rates; one result per
-//! rate step.
+//! user's devices) gets every publish; `users`: each publish reaches the one socket of
+//! one user. Sent open-loop at stepped rates; one result per rate step.
 
 use crate::audience::Audience;
 use crate::cli::{Args, Scenario, Target};
@@ -69,7 +69,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
             );
         }
 
-        let expected = sent.published * opened.connected as u64;
+        let expected = sent.published * audience.reached(opened.connected);
         let deadline = Instant::now() + STRAGGLER_WAIT;
         while recorder.delivered() < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -5,9 +5,10 @@
 //! # Layout
 //!
 //! - `cli`: the command line; which scenarios a target can run.
-//! - `audience`: a Herald room or one user's devices: where subscribers connect, what
-//!   a publish's `to` says.
-//! - `fanout`: the `fanout` and `devices` scenarios, open-loop publishes at stepped rates.
+//! - `audience`: a Herald room, one user's devices or many users: where subscribers
+//!   connect, what a publish's `to` says.
+//! - `fanout`: the `fanout`, `devices` and `users` scenarios, open-loop publishes at
+//!   stepped rates.
 //! - `connect`: the `connect` scenario, only opening sockets.
 //! - `resume`: the `resume` scenario, a `?since=0` replay of a stored inbox.
 //! - `coldwake`: the `coldwake` scenario, a delivery through an evicted object.
@@ -47,7 +48,7 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let result = match args.scenario {
-        Scenario::Fanout | Scenario::Devices => fanout::run(&args).await,
+        Scenario::Fanout | Scenario::Devices | Scenario::Users => fanout::run(&args).await,
         Scenario::Connect => connect::run(&args).await,
         Scenario::Resume => resume::run(&args).await,
         Scenario::Coldwake => coldwake::run(&args).await,

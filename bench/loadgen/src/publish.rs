@@ -22,8 +22,8 @@ pub struct Publisher {
 struct Spec {
     target: Target,
     bearer: String,
-    /// Herald's `to`, as JSON (see [`Audience::to_json`]).
-    to: String,
+    /// Whom each publish goes to (see [`Audience::to_json`]).
+    audience: Audience,
 }
 
 /// What one step managed to send.
@@ -49,7 +49,7 @@ impl Publisher {
         let spec = Spec {
             target,
             bearer: bearer.to_string(),
-            to: audience.to_json(),
+            audience: audience.clone(),
         };
         let clients = (0..clients.max(1))
             .map(|_| http::Client::new(addr))
@@ -110,8 +110,9 @@ async fn work(
         let Some((offset, n)) = job else { break };
         let stamp = clock.stamp(offset, Instant::now());
         sent.late += u64::from(stamp.late);
-        let body = body(spec.target, &spec.to, stamp.t_us, n);
-        match post(&mut client, spec.target, &spec.bearer, &body).await {
+        let body = body(spec.target, &spec.audience, stamp.t_us, n);
+        let path = path(spec.target, spec.audience.recipient(n).as_deref());
+        match post(&mut client, &path, &spec.bearer, &body).await {
             Ok(()) => sent.published += 1,
             Err(e) => {
                 sent.errors += 1;
@@ -122,37 +123,42 @@ async fn work(
     (client, sent)
 }
 
-/// Where a target takes publishes.
-pub fn path(target: Target) -> &'static str {
+/// Where a target takes publishes; a peer is told the one user a publish is for.
+pub fn path(target: Target, user: Option<&str>) -> String {
     match target {
-        Target::Herald => "/v1/publish",
-        Target::Ws | Target::Jsdo | Target::Socketio => "/publish",
+        Target::Herald => "/v1/publish".to_string(),
+        Target::Ws | Target::Jsdo | Target::JsdoInbox | Target::Django | Target::Socketio => {
+            format!("/publish{}", Audience::peer_query(user))
+        }
     }
 }
 
-/// One publish of `body`; anything but a 2xx answer is an error.
+/// One publish of `body` to `path`; anything but a 2xx answer is an error.
 pub async fn post(
     client: &mut http::Client,
-    target: Target,
+    path: &str,
     bearer: &str,
     body: &str,
 ) -> Result<(), String> {
-    match client.post(path(target), bearer, body).await {
+    match client.post(path, bearer, body).await {
         Ok(status) if (200..300).contains(&status) => Ok(()),
         Ok(status) => Err(format!("publish answered HTTP {status}")),
         Err(e) => Err(format!("publish failed: {e}")),
     }
 }
 
-/// The publish request body, to Herald's `to` (JSON); the `{"t":…,"n":…}` payload is what
-/// subscribers scan.
-pub fn body(target: Target, to: &str, t_us: u64, n: u64) -> String {
+/// Publish `n`'s request body, to `audience` (Herald's `to`); the `{"t":…,"n":…}`
+/// payload is what subscribers scan.
+pub fn body(target: Target, audience: &Audience, t_us: u64, n: u64) -> String {
     let payload = format!(r#"{{"t":{t_us},"n":{n}}}"#);
     match target {
         Target::Herald => {
+            let to = audience.to_json(n);
             format!(r#"{{"to":{to},"event":"bench.tick","data":{payload}}}"#)
         }
-        Target::Ws | Target::Jsdo | Target::Socketio => payload,
+        Target::Ws | Target::Jsdo | Target::JsdoInbox | Target::Django | Target::Socketio => {
+            payload
+        }
     }
 }
 
@@ -163,7 +169,7 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let room = Audience::Room("bench:room".into()).to_json();
+        let room = Audience::Room("bench:room".into());
         let herald = body(Target::Herald, &room, 1_763_971_200_000_000, 3);
         assert_eq!(
             herald,
@@ -172,7 +178,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&herald).unwrap();
         assert_eq!(parsed["data"]["t"], 1_763_971_200_000_000u64);
 
-        let user = Audience::User("bench-user".into()).to_json();
+        let user = Audience::User("bench-user".into());
         assert_eq!(
             body(Target::Herald, &user, 7, 0),
             r#"{"to":{"users":["bench-user"]},"event":"bench.tick","data":{"t":7,"n":0}}"#
@@ -181,7 +187,8 @@ mod tests {
         let raw = body(Target::Socketio, &room, 5, 0);
         assert_eq!(raw, r#"{"t":5,"n":0}"#);
         assert_eq!(stamps(&raw).collect::<Vec<_>>(), vec![5]);
-        assert_eq!(path(Target::Herald), "/v1/publish");
-        assert_eq!(path(Target::Jsdo), "/publish");
+        assert_eq!(path(Target::Herald, Some("u1")), "/v1/publish");
+        assert_eq!(path(Target::Jsdo, None), "/publish");
+        assert_eq!(path(Target::JsdoInbox, Some("u1")), "/publish?user=u1");
     }
 }

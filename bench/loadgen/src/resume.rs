@@ -52,9 +52,14 @@ pub async fn run(args: &Args) -> Result<(), String> {
     for first in (0..args.items).step_by(PER_REQUEST as usize) {
         let count = PER_REQUEST.min(args.items - first);
         let body = store_body(&audience, first, count);
-        publish::post(&mut client, Target::Herald, &args.publish_key, &body)
-            .await
-            .map_err(|e| format!("storing items {first}..{}: {e}", first + count))?;
+        publish::post(
+            &mut client,
+            &publish::path(Target::Herald, None),
+            &args.publish_key,
+            &body,
+        )
+        .await
+        .map_err(|e| format!("storing items {first}..{}: {e}", first + count))?;
     }
     let store_ms = ms(started.elapsed());
 
@@ -110,7 +115,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
 /// body, a little data), as bench/replay.mjs stores them.
 fn store_body(audience: &Audience, first: u64, count: u64) -> String {
     let to: serde_json::Value =
-        serde_json::from_str(&audience.to_json()).expect("to is valid JSON");
+        serde_json::from_str(&audience.to_json(0)).expect("to is valid JSON");
     let messages: Vec<_> = (first..first + count)
         .map(|i| {
             serde_json::json!({

@@ -90,12 +90,26 @@ pub async fn open(
     });
     let url = match args.target {
         Target::Herald => format!("ws://{}{}", args.addr, audience.path(i, since)),
-        Target::Ws | Target::Jsdo => format!("ws://{}/ws", args.addr),
-        Target::Socketio => format!("ws://{}/socket.io/?EIO=4&transport=websocket", args.addr),
+        Target::Ws | Target::Jsdo | Target::JsdoInbox | Target::Django => {
+            format!("ws://{}/ws{}", args.addr, peer_query(audience, i))
+        }
+        Target::Socketio => {
+            let user = peer_query(audience, i).replace('?', "&");
+            format!(
+                "ws://{}/socket.io/?EIO=4&transport=websocket{user}",
+                args.addr
+            )
+        }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, connect(args.target, url, token))
         .await
         .unwrap_or_else(|_| Err("handshake timed out".into()))
+}
+
+/// The `?user=` of subscriber `i` on a peer, in the `users` scenario.
+fn peer_query(audience: &Audience, i: usize) -> String {
+    let user = matches!(audience, Audience::Users { .. }).then(|| audience.subject(i));
+    Audience::peer_query(user.as_deref())
 }
 
 /// One socket through its target's handshake, until it is ready to receive publishes.
@@ -123,7 +137,7 @@ async fn connect(target: Target, url: String, token: Option<String>) -> Result<W
                 return Err(format!("expected welcome, got {first}"));
             }
         }
-        Target::Ws | Target::Jsdo => {}
+        Target::Ws | Target::Jsdo | Target::JsdoInbox | Target::Django => {}
         // Engine.IO open, then Socket.IO CONNECT to the main namespace.
         Target::Socketio => {
             let open = next_text(&mut ws).await?;
@@ -192,7 +206,9 @@ pub fn classify(target: Target, text: &str) -> Incoming<'_> {
         Target::Herald if is_herald_delivery(text) => Incoming::Deliveries(text),
         Target::Herald => Incoming::Other,
         // These servers send only what was published, verbatim.
-        Target::Ws | Target::Jsdo => Incoming::Deliveries(text),
+        Target::Ws | Target::Jsdo | Target::JsdoInbox | Target::Django => {
+            Incoming::Deliveries(text)
+        }
         Target::Socketio => match engineio::parse(text) {
             Packet::Event {
                 name: "notification",
