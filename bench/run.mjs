@@ -449,6 +449,7 @@ function loadgenTimeoutMs(c, opts) {
   switch (c.scenario) {
     case "fanout":
     case "devices":
+    case "users":
       return (connecting + c.rates.length * (opts.seconds + 20)) * 1000;
     case "connect":
       return (connecting + c.hold_seconds) * 1000;
@@ -467,6 +468,7 @@ function scenarioArgs(c, opts) {
   switch (c.scenario) {
     case "fanout":
     case "devices":
+    case "users":
       return [...args, "--rates", c.rates.join(","), "--seconds", String(opts.seconds), "--p99-limit-ms", String(P99_LIMIT_MS)];
     case "connect":
       return [...args, "--hold-seconds", String(c.hold_seconds)];
@@ -626,7 +628,7 @@ function metrics(run, before, parentBefore) {
 
 // Scenarios whose sockets stay open while the target is sampled, so CPU per delivery and
 // memory per connection mean something.
-const SAMPLED = new Set(["fanout", "devices", "connect"]);
+const SAMPLED = new Set(["fanout", "devices", "users", "connect"]);
 
 async function runOne(round, c, name, opts) {
   const run = {
