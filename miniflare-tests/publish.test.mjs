@@ -211,7 +211,15 @@ test("the dev token route does not exist outside dev mode", async () => {
 test("log lines are JSON and never carry the publish key", async () => {
   const res = await herald.publish({ to: { users: ["log-check"] }, event: "x" });
   assert.equal(res.status, 202);
-  await herald.waitForLog((l) => l.event === "publish");
+  // A stored publish logs nothing (its cost is in every publish); a refused one does.
+  const refused = await herald.request("/v1/publish", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${PUBLISH_KEY}-wrong`, "Content-Type": "application/json" },
+    body: JSON.stringify({ to: { users: ["log-check"] }, event: "x" }),
+  });
+  assert.equal(refused.status, 401);
+  await herald.waitForLog((l) => l.event === "error" && l.path === "/v1/publish");
+  assert.ok(!herald.logs.some((l) => l.event === "publish"));
   assert.ok(herald.logs.length > 0);
   assert.ok(!JSON.stringify(herald.logs).includes(PUBLISH_KEY));
 });

@@ -63,15 +63,6 @@ pub(crate) async fn publish(
         }
     }
     let answer = request.answer(&receipts, &members);
-    log::event(
-        "publish",
-        json!({
-            "messages": request.messages.len(),
-            "recipients": groups.len(),
-            "filed_for": filings.len(),
-            "complete": answer.complete,
-        }),
-    );
     match answer.complete {
         true => json_response(202, &answer.body),
         false => Err(ApiError::unavailable(
