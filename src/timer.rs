@@ -56,9 +56,42 @@ impl Timers {
     }
 }
 
+/// Whether an alarm must be set again for `next`, given what it is set for (`set`:
+/// `None` when not known, as after a wake-up or once it fired; `Some(None)` when none is
+/// set). Only an earlier deadline moves it: an alarm that turns out early runs, finds
+/// nothing due and is set again, once, while moving it later (a socket's ping pushes its
+/// idle sweep back on every event) would cost a storage write per event. Hence too an
+/// event that cannot add a deadline of a kind it did not compute keeps the alarm.
+pub fn must_move(set: Option<Option<u64>>, next: Option<u64>) -> bool {
+    match (set, next) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(None), Some(_)) => true,
+        (Some(Some(set)), Some(next)) => next < set,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alarm_only_moves_earlier_once_known() {
+        assert!(must_move(None, None), "unknown after a wake-up: set it");
+        assert!(must_move(None, Some(5)));
+        assert!(must_move(Some(None), Some(5)), "none set, one due");
+        assert!(must_move(Some(Some(10)), Some(5)), "an earlier deadline");
+        assert!(!must_move(Some(Some(10)), Some(10)));
+        assert!(
+            !must_move(Some(Some(10)), Some(20)),
+            "later: the early alarm re-sets"
+        );
+        assert!(
+            !must_move(Some(Some(10)), None),
+            "nothing due: it runs once, then clears"
+        );
+        assert!(!must_move(Some(None), None));
+    }
 
     #[test]
     fn the_next_deadline_is_the_earliest_slot() {

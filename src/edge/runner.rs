@@ -244,6 +244,12 @@ impl Alarm {
         self.set_for.get().flatten()
     }
 
+    /// Whether this instance knows what the alarm is set for (it set it since waking up
+    /// and it has not fired since).
+    pub(crate) fn known(&self) -> bool {
+        self.set_for.get().is_some()
+    }
+
     /// The alarm ran; the runtime has cleared it.
     pub(crate) fn fired(&self) {
         self.set_for.set(None);
@@ -258,9 +264,10 @@ impl Alarm {
         }
     }
 
-    /// Sets (or deletes) the alarm; true when storage was touched.
+    /// Sets (or deletes) the alarm for `next` when [`crate::timer::must_move`] says so;
+    /// true when storage was touched.
     pub(crate) async fn set(&self, state: &worker::State, next: Option<u64>) -> Result<bool> {
-        if self.set_for.get() == Some(next) {
+        if !crate::timer::must_move(self.set_for.get(), next) {
             return Ok(false);
         }
         let storage = state.storage();

@@ -14,7 +14,7 @@ mod rows;
 
 use self::rows::{
     json_list, notification, storage_error, Cut, HorizonRow, IdRow, ItemRow, KeyRow, Number,
-    TextRow, IN_LIST,
+    TextRow, UnreadRow, IN_LIST,
 };
 use super::{int, unsigned};
 
@@ -39,6 +39,58 @@ pub struct SqlInbox {
     /// count bound is checked on every keyed publish, and this object is the table's only
     /// writer.
     key_count: Cell<Option<u64>>,
+    /// What every publish and every alarm schedule consults, kept like the two above.
+    known: Known,
+}
+
+/// Figures read on first use after a wake-up and then kept up to date by this object's
+/// own writes, so that a publish to a warm object runs one statement (its insert) instead
+/// of a read of each. `None` is "not known": read on next use. A write whose effect on a
+/// figure is not cheap to work out (a delete, a release of held items) forgets the figure
+/// rather than guess it.
+#[derive(Default)]
+struct Known {
+    latest_seq: Cell<Option<Seq>>,
+    item_count: Cell<Option<u64>>,
+    window_closes_at: Cell<Option<Option<u64>>>,
+    /// Whether anything is held, per [`Hold`] (`hold_index`).
+    holds: Cell<[Option<bool>; 2]>,
+    horizon: Cell<Option<Horizon>>,
+    /// Live unread items, true until the first of them expires (an item's TTL takes it
+    /// out of the count without a write).
+    unread: Cell<Option<Unread>>,
+}
+
+#[derive(Clone, Copy)]
+struct Unread {
+    count: u64,
+    /// The earliest `expires_at` among the counted items.
+    until: Option<u64>,
+}
+
+impl Known {
+    /// Rows left the notifications table (retention, a delete).
+    fn items_removed(&self) {
+        self.item_count.set(None);
+        self.holds.set([None, None]);
+        self.horizon.set(None);
+        self.unread.set(None);
+    }
+}
+
+fn hold_index(hold: Hold) -> usize {
+    match hold {
+        Hold::Window => 0,
+        Hold::Attention => 1,
+    }
+}
+
+/// The earlier of two optional times, either alone if the other is unset.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// How the `held` column spells a [`Hold`] (NULL: not held).
@@ -56,6 +108,7 @@ impl SqlInbox {
             sql,
             preferences: RefCell::new(None),
             key_count: Cell::new(None),
+            known: Known::default(),
         })
     }
 
@@ -105,7 +158,8 @@ impl SqlInbox {
         .filter(|at| *at > 0)
     }
 
-    /// Raises a counter: `latest_seq` and `pruned_through` only ever grow.
+    /// Raises a counter: `latest_seq` (a floor under the rows' own highest seq) and
+    /// `pruned_through` only ever grow.
     fn set_meta(&self, key: &str, value: u64) -> Result<(), InboxError> {
         self.run(
             "INSERT INTO hub_meta (key, value) VALUES (?, ?)
@@ -116,6 +170,13 @@ impl SqlInbox {
     }
 
     /// Keeps the key count true after `removed` keys were deleted.
+    /// Keeps the highest seq ever assigned beyond the rows about to be deleted, which may
+    /// hold it: the one write of `latest_seq`, so that an append is a single insert.
+    fn keep_latest_seq(&self) -> Result<(), InboxError> {
+        let latest = self.latest_seq()?;
+        self.set_meta("latest_seq", latest)
+    }
+
     fn keys_removed(&self, removed: usize) {
         if let Some(count) = self.key_count.get() {
             self.key_count
@@ -132,10 +193,17 @@ impl SqlInbox {
 
 impl Inbox for SqlInbox {
     fn latest_seq(&self) -> Result<Seq, InboxError> {
-        self.number(
-            "SELECT value AS n FROM hub_meta WHERE key = 'latest_seq'",
+        if let Some(latest) = self.known.latest_seq.get() {
+            return Ok(latest);
+        }
+        // The highest stored row, unless deletes took it: then the floor kept before them.
+        let latest = self.number(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM notifications), 0),
+                        COALESCE((SELECT value FROM hub_meta WHERE key = 'latest_seq'), 0)) AS n",
             vec![],
-        )
+        )?;
+        self.known.latest_seq.set(Some(latest));
+        Ok(latest)
     }
 
     fn pruned_through(&self) -> Result<Seq, InboxError> {
@@ -151,7 +219,12 @@ impl Inbox for SqlInbox {
     }
 
     fn item_count(&self) -> Result<u64, InboxError> {
-        self.number("SELECT COUNT(*) AS n FROM notifications", vec![])
+        if let Some(count) = self.known.item_count.get() {
+            return Ok(count);
+        }
+        let count = self.number("SELECT COUNT(*) AS n FROM notifications", vec![])?;
+        self.known.item_count.set(Some(count));
+        Ok(count)
     }
 
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError> {
@@ -167,7 +240,21 @@ impl Inbox for SqlInbox {
                 item.into(),
             ],
         )?;
-        self.set_meta("latest_seq", notification.seq)
+        let known = &self.known;
+        known
+            .latest_seq
+            .set(known.latest_seq.get().map(|l| l.max(notification.seq)));
+        known.item_count.set(known.item_count.get().map(|n| n + 1));
+        known.unread.set(known.unread.get().map(|u| Unread {
+            count: u.count + 1,
+            until: earliest(u.until, notification.expires_at),
+        }));
+        known.horizon.set(known.horizon.get().map(|h| Horizon {
+            oldest_item_at: h.oldest_item_at.or(Some(notification.created_at)),
+            earliest_expiry: earliest(h.earliest_expiry, notification.expires_at),
+            ..h
+        }));
+        Ok(())
     }
 
     fn items(&self, range: &Range) -> Result<Vec<Notification>, InboxError> {
@@ -208,10 +295,30 @@ impl Inbox for SqlInbox {
     }
 
     fn unread_count(&self, now_ms: u64) -> Result<u64, InboxError> {
-        self.number(
-            &format!("SELECT COUNT(*) AS n FROM notifications WHERE read_at IS NULL AND {LIVE}"),
+        if let Some(known) = self.known.unread.get() {
+            if known.until.is_none_or(|until| now_ms < until) {
+                return Ok(known.count);
+            }
+        }
+        let rows: Vec<UnreadRow> = self.rows(
+            &format!(
+                "SELECT COUNT(*) AS n, MIN(expires_at) AS until
+                 FROM notifications WHERE read_at IS NULL AND {LIVE}"
+            ),
             vec![int(now_ms)],
-        )
+        )?;
+        let unread = rows.first().map_or(
+            Unread {
+                count: 0,
+                until: None,
+            },
+            |r| Unread {
+                count: r.n.map_or(0, unsigned),
+                until: r.until.map(unsigned),
+            },
+        );
+        self.known.unread.set(Some(unread));
+        Ok(unread.count)
     }
 
     fn mark_read(
@@ -236,11 +343,20 @@ impl Inbox for SqlInbox {
             &format!("UPDATE notifications SET read_at = ? WHERE {filter}"),
             update,
         )?;
+        // Exactly the live unread items were marked.
+        let unread = &self.known.unread;
+        unread.set(unread.get().map(|u| Unread {
+            count: u.count.saturating_sub(ids.len() as u64),
+            ..u
+        }));
         Ok(ids.into_iter().map(|r| r.id).collect())
     }
 
     fn remove(&mut self, seq: Seq) -> Result<bool, InboxError> {
-        Ok(self.run("DELETE FROM notifications WHERE seq = ?", vec![int(seq)])? > 0)
+        self.keep_latest_seq()?;
+        let removed = self.run("DELETE FROM notifications WHERE seq = ?", vec![int(seq)])? > 0;
+        self.known.items_removed();
+        Ok(removed)
     }
 
     fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
@@ -259,6 +375,8 @@ impl Inbox for SqlInbox {
         )?;
         let cut = rows.first();
         let retained_cut = cut.and_then(|r| r.through).map(unsigned);
+        self.keep_latest_seq()?;
+        self.known.items_removed();
         self.run(
             "DELETE FROM notifications
              WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
@@ -280,6 +398,9 @@ impl Inbox for SqlInbox {
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {
+        if let Some(horizon) = self.known.horizon.get() {
+            return Ok(horizon);
+        }
         let rows: Vec<HorizonRow> = self.rows(
             // Each a single index lookup, as the alarm schedule runs this after most
             // events: items are stored in seq order with the time of storing, so the
@@ -293,12 +414,14 @@ impl Inbox for SqlInbox {
                (SELECT MIN(at) FROM device_acks) AS oldest_ack_at",
             vec![],
         )?;
-        Ok(rows.first().map_or_else(Horizon::default, |r| Horizon {
+        let horizon = rows.first().map_or_else(Horizon::default, |r| Horizon {
             oldest_item_at: r.oldest_item_at.map(unsigned),
             earliest_expiry: r.earliest_expiry.map(unsigned),
             oldest_key_at: r.oldest_key_at.map(unsigned),
             oldest_ack_at: r.oldest_ack_at.map(unsigned),
-        }))
+        });
+        self.known.horizon.set(Some(horizon));
+        Ok(horizon)
     }
 
     fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {
@@ -330,13 +453,22 @@ impl Inbox for SqlInbox {
              ON CONFLICT (key) DO NOTHING",
             row.clone(),
         )?;
+        let horizon = &self.known.horizon;
         if added == 0 {
             self.run(
                 "UPDATE idempotency_keys SET id = ?2, seq = ?3, at = ?4 WHERE key = ?1",
                 row,
             )?;
-        } else if let Some(count) = self.key_count.get() {
-            self.key_count.set(Some(count + 1));
+            // The oldest key may have been this one.
+            horizon.set(None);
+        } else {
+            if let Some(count) = self.key_count.get() {
+                self.key_count.set(Some(count + 1));
+            }
+            horizon.set(horizon.get().map(|h| Horizon {
+                oldest_key_at: earliest(h.oldest_key_at, Some(now_ms)),
+                ..h
+            }));
         }
         Ok(())
     }
@@ -357,6 +489,7 @@ impl Inbox for SqlInbox {
             vec![int(count)],
         )?;
         self.keys_removed(forgotten);
+        self.known.horizon.set(None);
         Ok(())
     }
 
@@ -365,6 +498,7 @@ impl Inbox for SqlInbox {
             "DELETE FROM device_acks WHERE device = ?",
             vec![device.into()],
         )?;
+        self.known.horizon.set(None);
         Ok(())
     }
 
@@ -374,6 +508,8 @@ impl Inbox for SqlInbox {
              ON CONFLICT (device) DO UPDATE SET seq = MAX(seq, excluded.seq), at = excluded.at",
             vec![device.into(), int(seq), int(now_ms)],
         )?;
+        // A new ack is the newest; an updated one may have been the oldest.
+        self.known.horizon.set(None);
         Ok(())
     }
 
@@ -412,6 +548,12 @@ impl Inbox for SqlInbox {
             &format!("UPDATE notifications SET held = ? WHERE seq {IN_LIST}"),
             vec![flag, json_list(seqs)?],
         )?;
+        let mut holds = self.known.holds.get();
+        match hold {
+            Some(hold) => holds[hold_index(hold)] = Some(true),
+            None => holds = [None, None],
+        }
+        self.known.holds.set(holds);
         Ok(())
     }
 
@@ -430,11 +572,17 @@ impl Inbox for SqlInbox {
     }
 
     fn holds(&self, hold: Hold) -> Result<bool, InboxError> {
+        let mut holds = self.known.holds.get();
+        if let Some(found) = holds[hold_index(hold)] {
+            return Ok(found);
+        }
         let found = self.number(
             "SELECT EXISTS (SELECT 1 FROM notifications WHERE held = ?) AS n",
             vec![hold_flag(hold)],
-        )?;
-        Ok(found > 0)
+        )? > 0;
+        holds[hold_index(hold)] = Some(found);
+        self.known.holds.set(holds);
+        Ok(found)
     }
 
     fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError> {
@@ -442,15 +590,28 @@ impl Inbox for SqlInbox {
             "UPDATE notifications SET held = ? WHERE held = ?",
             vec![hold_flag(to), hold_flag(from)],
         )?;
+        let mut holds = self.known.holds.get();
+        holds[hold_index(to)] = match (holds[hold_index(from)], holds[hold_index(to)]) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), to) => to,
+            (None, _) => None,
+        };
+        holds[hold_index(from)] = Some(false);
+        self.known.holds.set(holds);
         Ok(())
     }
 
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
+        if let Some(at) = self.known.window_closes_at.get() {
+            return Ok(at);
+        }
         let rows: Vec<Number> = self.rows(
             "SELECT value AS n FROM hub_meta WHERE key = 'window_closes_at'",
             vec![],
         )?;
-        Ok(rows.first().and_then(|r| r.n).map(unsigned))
+        let at = rows.first().and_then(|r| r.n).map(unsigned);
+        self.known.window_closes_at.set(Some(at));
+        Ok(at)
     }
 
     fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {
@@ -464,6 +625,7 @@ impl Inbox for SqlInbox {
                 vec![],
             )?,
         };
+        self.known.window_closes_at.set(Some(at));
         Ok(())
     }
 }

@@ -69,7 +69,8 @@ impl DurableObject for UserHub {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let answer = match req.path().as_str() {
+        let path = req.path();
+        let answer = match path.as_str() {
             "/connect" => self.accept_device(&req),
             "/publish" => self.store(req).await,
             "/notifications" => self.list(&req),
@@ -82,7 +83,11 @@ impl DurableObject for UserHub {
         let answer = match answer {
             Ok(response) => {
                 self.report();
-                self.schedule().await.map(|()| response)
+                let sockets = match path.as_str() {
+                    "/connect" => Sockets::Changed,
+                    _ => Sockets::Unchanged,
+                };
+                self.schedule(sockets).await.map(|()| response)
             }
             Err(err) => Err(err),
         };
@@ -129,7 +134,7 @@ impl DurableObject for UserHub {
             .any(|e| matches!(e, Effect::Broadcast(ServerFrame::Preferences(_))));
         self.apply(Some((&ws, &session)), effects);
         if self.report_needs_alarm() || moved {
-            self.schedule().await?;
+            self.schedule(Sockets::Changed).await?;
         }
         Ok(())
     }
@@ -157,7 +162,7 @@ impl DurableObject for UserHub {
         // One connection fewer.
         self.stats.touch();
         if self.report_needs_alarm() {
-            self.schedule().await?;
+            self.schedule(Sockets::Changed).await?;
         }
         Ok(())
     }
@@ -167,6 +172,14 @@ impl DurableObject for UserHub {
         runner::socket_error(session.as_ref().map(|s| (&s.user, &s.id)), &error);
         Ok(())
     }
+}
+
+/// Whether the event being handled opened, closed or heard from a socket, which may move
+/// the socket deadlines in the hub's timer table.
+#[derive(Clone, Copy)]
+enum Sockets {
+    Changed,
+    Unchanged,
 }
 
 impl UserHub {
@@ -208,7 +221,7 @@ impl UserHub {
         };
         self.apply(None, effects);
         self.report();
-        self.schedule().await?;
+        self.schedule(Sockets::Changed).await?;
         Response::ok("done")
     }
 
@@ -284,13 +297,19 @@ impl UserHub {
     }
 
     /// Keeps the alarm at the hub's next deadline after an event that may have moved it.
-    async fn schedule(&self) -> std::result::Result<(), ApiError> {
+    async fn schedule(&self, sockets: Sockets) -> std::result::Result<(), ApiError> {
         let config = self.config()?;
-        let sockets: Vec<SocketView> = self
-            .open_sockets()
-            .iter()
-            .map(|(ws, session)| session.view(runner::last_ping(&self.state, ws)))
-            .collect();
+        // Once this instance has set the alarm, it is no later than every socket's
+        // deadline, and those only move later (a ping) until a socket event: an event that
+        // touched no socket need not read them (a publish, a REST read).
+        let sockets: Vec<SocketView> = match (sockets, self.alarm.known()) {
+            (Sockets::Unchanged, true) => Vec::new(),
+            _ => self
+                .open_sockets()
+                .iter()
+                .map(|(ws, session)| session.view(runner::last_ping(&self.state, ws)))
+                .collect(),
+        };
         let timers = self.with_hub(config, |hub| {
             hub.timers(&sockets, now_ms()).map_err(hub::HubError::from)
         })?;

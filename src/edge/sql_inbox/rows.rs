@@ -12,6 +12,13 @@ pub(super) struct Number {
     pub(super) n: Option<i64>,
 }
 
+/// The live unread items: how many, and when the first of them expires.
+#[derive(Deserialize)]
+pub(super) struct UnreadRow {
+    pub(super) n: Option<i64>,
+    pub(super) until: Option<i64>,
+}
+
 /// What the count and age bounds are about to remove.
 #[derive(Deserialize)]
 pub(super) struct Cut {
