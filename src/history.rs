@@ -195,19 +195,15 @@ impl Replay {
 
 /// Applies every retention bound at `now_ms`: age, TTL, idempotency keys and device acks,
 /// then the count bound `limits.inbox_max_items`. A bound is due at the very time
-/// [`retention_due`] names for it, so an alarm firing on time always removes something.
-/// Answers how many unread items it removed before anyone read them.
+/// [`retention_due`] names for it, so an alarm firing on time always removes something,
+/// and one that fired for another deadline, before any bound is due, deletes nothing by
+/// time. Answers how many unread items it removed before anyone read them.
 pub fn retain(inbox: &mut impl Inbox, limits: &Limits, now_ms: u64) -> Result<u64, InboxError> {
-    // "Older than x at now" is "stored before now + 1 - x".
-    let due = |age: u64| (now_ms + 1).saturating_sub(age);
-    let by_time = Prune {
-        through_seq: None,
-        created_before: due(limits.inbox_max_age_ms),
-        expired_by: now_ms,
-        keys_before: due(limits.idempotency_window_ms),
-        acks_before: due(limits.inbox_max_age_ms),
-    };
-    let mut dropped = inbox.prune(&by_time)?;
+    let by_time = by_time(limits, now_ms);
+    let mut dropped = 0;
+    if retention_due(inbox, limits)?.is_some_and(|due| due <= now_ms) {
+        dropped += inbox.prune(&by_time)?;
+    }
     // Only then the count bound, so that expired items make room before live ones go.
     let excess = inbox.item_count()?.saturating_sub(limits.inbox_max_items);
     if excess > 0 {
@@ -225,6 +221,19 @@ pub fn retain(inbox: &mut impl Inbox, limits: &Limits, now_ms: u64) -> Result<u6
         })?;
     }
     Ok(dropped)
+}
+
+/// What the time bounds (age, TTL, keys, acks) remove at `now_ms`.
+fn by_time(limits: &Limits, now_ms: u64) -> Prune {
+    // "Older than x at now" is "stored before now + 1 - x".
+    let due = |age: u64| (now_ms + 1).saturating_sub(age);
+    Prune {
+        through_seq: None,
+        created_before: due(limits.inbox_max_age_ms),
+        expired_by: now_ms,
+        keys_before: due(limits.idempotency_window_ms),
+        acks_before: due(limits.inbox_max_age_ms),
+    }
 }
 
 /// The earliest moment a retention bound removes something, if anything is stored.

@@ -7,6 +7,7 @@ use common::{arrival, draft, stored, T0};
 use herald::attention::Preferences;
 use herald::config::Limits;
 use herald::frame::{CloseCode, ServerFrame};
+use herald::history;
 use herald::hub::{Admission, Arrival, Effect, Hub, Session};
 use herald::inbox::{Hold, Horizon, Inbox, InboxError, MemoryInbox, Prune, Range, ReadTarget};
 use herald::model::{Draft, Notification, Priority, Receipt, Seq};
@@ -265,6 +266,8 @@ struct FailingInbox {
     inner: MemoryInbox,
     ok_appends: usize,
     appends: usize,
+    /// Calls of `prune`, the deletes of retention.
+    prunes: usize,
 }
 
 impl FailingInbox {
@@ -273,6 +276,7 @@ impl FailingInbox {
             inner: MemoryInbox::default(),
             ok_appends,
             appends: 0,
+            prunes: 0,
         }
     }
 
@@ -332,6 +336,7 @@ impl Inbox for FailingInbox {
     }
     fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
         self.healthy()?;
+        self.prunes += 1;
         self.inner.prune(prune)
     }
     fn horizon(&self) -> Result<Horizon, InboxError> {
@@ -399,6 +404,29 @@ impl Inbox for FailingInbox {
         self.healthy()?;
         self.inner.set_window_closes_at(at)
     }
+}
+
+#[test]
+fn an_alarm_before_any_retention_bound_is_due_deletes_nothing() {
+    // The alarm also runs for a socket's sweep or the stats report; retention's deletes
+    // then have nothing to do and must not run.
+    let mut inbox = FailingInbox::new(usize::MAX);
+    let limits = Limits::default();
+    let mut hub = Hub {
+        inbox: &mut inbox,
+        limits: &limits,
+    };
+    hub.publish(vec![draft("n1", "e")], T0).unwrap();
+    hub.alarm(T0 + limits.idle_timeout_ms).unwrap();
+    let due = T0 + limits.inbox_max_age_ms;
+    assert_eq!(
+        history::retention_due(hub.inbox, &limits).unwrap(),
+        Some(due)
+    );
+    assert_eq!(hub.inbox.prunes, 0, "nothing was due");
+    hub.alarm(due).unwrap();
+    assert_eq!(hub.inbox.prunes, 1, "the age bound was due");
+    assert_eq!(hub.inbox.item_count().unwrap(), 0);
 }
 
 #[test]
