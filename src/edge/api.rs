@@ -49,8 +49,8 @@ fn start() {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let origin = req.headers().get("Origin")?;
     let path = req.path();
-    // Ties a client's 5xx to the log line that says what went wrong.
-    let request_id = header(req.headers(), "cf-ray").unwrap_or_else(|| random_id("req_"));
+    // Ties a client's 5xx to the log line that says what went wrong; minted only then.
+    let ray = header(req.headers(), "cf-ray");
     // Only an allowed origin may read the answer: a refusal must not carry CORS headers.
     let mut cors_origin = None;
     let answer = match config(&env) {
@@ -64,6 +64,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         Err(e) => Err(e),
     };
     let response = answer.or_else(|err| {
+        let request_id = ray.unwrap_or_else(|| random_id("req_"));
         log::event(
             "error",
             json!({

@@ -13,8 +13,8 @@ use worker::{SqlStorage, SqlStorageValue};
 mod rows;
 
 use self::rows::{
-    json_list, notification, storage_error, Cut, HorizonRow, IdRow, ItemRow, KeyRow, Number,
-    TextRow, UnreadRow, IN_LIST,
+    json_list, notification, storage_error, Cut, FiguresRow, IdRow, ItemRow, KeyRow, Number,
+    UnreadRow, IN_LIST,
 };
 use super::{int, unsigned};
 
@@ -53,8 +53,8 @@ struct Known {
     latest_seq: Cell<Option<Seq>>,
     item_count: Cell<Option<u64>>,
     window_closes_at: Cell<Option<Option<u64>>>,
-    /// Whether anything is held, per [`Hold`] (`hold_index`).
-    holds: Cell<[Option<bool>; 2]>,
+    window_held: Cell<Option<bool>>,
+    attention_held: Cell<Option<bool>>,
     horizon: Cell<Option<Horizon>>,
     /// Live unread items, true until the first of them expires (an item's TTL takes it
     /// out of the count without a write).
@@ -72,18 +72,40 @@ impl Known {
     /// Rows left the notifications table (retention, a delete).
     fn items_removed(&self) {
         self.item_count.set(None);
-        self.holds.set([None, None]);
+        self.holds_released();
         self.horizon.set(None);
         self.unread.set(None);
     }
-}
 
-fn hold_index(hold: Hold) -> usize {
-    match hold {
-        Hold::Window => 0,
-        Hold::Attention => 1,
+    /// Some held items may no longer be held.
+    fn holds_released(&self) {
+        self.window_held.set(None);
+        self.attention_held.set(None);
+    }
+
+    /// Whether anything is held for `hold`.
+    fn held(&self, hold: Hold) -> &Cell<Option<bool>> {
+        match hold {
+            Hold::Window => &self.window_held,
+            Hold::Attention => &self.attention_held,
+        }
     }
 }
+
+/// Everything [`Known`] keeps but the unread count (which depends on the time), and the
+/// preferences, read in one statement on first use after a wake-up.
+const FIGURES: &str = "SELECT
+    MAX(COALESCE((SELECT MAX(seq) FROM notifications), 0),
+        COALESCE((SELECT value FROM hub_meta WHERE key = 'latest_seq'), 0)) AS latest_seq,
+    (SELECT COUNT(*) FROM notifications) AS item_count,
+    (SELECT value FROM hub_meta WHERE key = 'window_closes_at') AS window_closes_at,
+    EXISTS (SELECT 1 FROM notifications WHERE held = 1) AS window_held,
+    EXISTS (SELECT 1 FROM notifications WHERE held = 2) AS attention_held,
+    (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
+    (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL) AS earliest_expiry,
+    (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
+    (SELECT MIN(at) FROM device_acks) AS oldest_ack_at,
+    (SELECT value FROM hub_settings WHERE key = 'preferences') AS preferences";
 
 /// The earlier of two optional times, either alone if the other is unset.
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -177,6 +199,51 @@ impl SqlInbox {
         self.set_meta("latest_seq", latest)
     }
 
+    /// Reads every figure [`Known`] keeps (but the unread count) and the preferences, in
+    /// one statement: what a woken object's first publish or schedule needs.
+    fn load(&self) -> Result<(), InboxError> {
+        let rows: Vec<FiguresRow> = self.rows(FIGURES, vec![])?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| storage_error("no figures row"))?;
+        let known = &self.known;
+        // The highest stored row, unless deletes took it: then the floor kept before them.
+        known.latest_seq.set(Some(unsigned(row.latest_seq)));
+        known.item_count.set(Some(unsigned(row.item_count)));
+        known
+            .window_closes_at
+            .set(Some(row.window_closes_at.map(unsigned)));
+        known.window_held.set(Some(row.window_held != 0));
+        known.attention_held.set(Some(row.attention_held != 0));
+        // Each a single index lookup: items are stored in seq order with the time of
+        // storing, so the oldest is the first by seq (a clock stepping back delays its
+        // retention by at most the step); the other columns have an index.
+        known.horizon.set(Some(Horizon {
+            oldest_item_at: row.oldest_item_at.map(unsigned),
+            earliest_expiry: row.earliest_expiry.map(unsigned),
+            oldest_key_at: row.oldest_key_at.map(unsigned),
+            oldest_ack_at: row.oldest_ack_at.map(unsigned),
+        }));
+        if self.preferences.borrow().is_none() {
+            let stored = match &row.preferences {
+                Some(value) => serde_json::from_str(value).map_err(storage_error)?,
+                None => Preferences::default(),
+            };
+            *self.preferences.borrow_mut() = Some(stored);
+        }
+        Ok(())
+    }
+
+    /// A figure of [`Known`], loaded with all the others if this one is not known.
+    fn figure<T: Copy>(&self, cell: &Cell<Option<T>>) -> Result<T, InboxError> {
+        if let Some(value) = cell.get() {
+            return Ok(value);
+        }
+        self.load()?;
+        cell.get().ok_or_else(|| storage_error("figure not loaded"))
+    }
+
     fn keys_removed(&self, removed: usize) {
         if let Some(count) = self.key_count.get() {
             self.key_count
@@ -193,17 +260,7 @@ impl SqlInbox {
 
 impl Inbox for SqlInbox {
     fn latest_seq(&self) -> Result<Seq, InboxError> {
-        if let Some(latest) = self.known.latest_seq.get() {
-            return Ok(latest);
-        }
-        // The highest stored row, unless deletes took it: then the floor kept before them.
-        let latest = self.number(
-            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM notifications), 0),
-                        COALESCE((SELECT value FROM hub_meta WHERE key = 'latest_seq'), 0)) AS n",
-            vec![],
-        )?;
-        self.known.latest_seq.set(Some(latest));
-        Ok(latest)
+        self.figure(&self.known.latest_seq)
     }
 
     fn pruned_through(&self) -> Result<Seq, InboxError> {
@@ -219,12 +276,7 @@ impl Inbox for SqlInbox {
     }
 
     fn item_count(&self) -> Result<u64, InboxError> {
-        if let Some(count) = self.known.item_count.get() {
-            return Ok(count);
-        }
-        let count = self.number("SELECT COUNT(*) AS n FROM notifications", vec![])?;
-        self.known.item_count.set(Some(count));
-        Ok(count)
+        self.figure(&self.known.item_count)
     }
 
     fn append(&mut self, notification: &Notification) -> Result<(), InboxError> {
@@ -398,30 +450,7 @@ impl Inbox for SqlInbox {
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {
-        if let Some(horizon) = self.known.horizon.get() {
-            return Ok(horizon);
-        }
-        let rows: Vec<HorizonRow> = self.rows(
-            // Each a single index lookup, as the alarm schedule runs this after most
-            // events: items are stored in seq order with the time of storing, so the
-            // oldest is the first by seq (a clock stepping back delays its retention by
-            // at most the step); the other columns have an index.
-            "SELECT
-               (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
-               (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL)
-                 AS earliest_expiry,
-               (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
-               (SELECT MIN(at) FROM device_acks) AS oldest_ack_at",
-            vec![],
-        )?;
-        let horizon = rows.first().map_or_else(Horizon::default, |r| Horizon {
-            oldest_item_at: r.oldest_item_at.map(unsigned),
-            earliest_expiry: r.earliest_expiry.map(unsigned),
-            oldest_key_at: r.oldest_key_at.map(unsigned),
-            oldest_ack_at: r.oldest_ack_at.map(unsigned),
-        });
-        self.known.horizon.set(Some(horizon));
-        Ok(horizon)
+        self.figure(&self.known.horizon)
     }
 
     fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {
@@ -514,19 +543,13 @@ impl Inbox for SqlInbox {
     }
 
     fn preferences(&self) -> Result<Preferences, InboxError> {
-        if let Some(known) = self.preferences.borrow().as_ref() {
-            return Ok(known.clone());
+        if self.preferences.borrow().is_none() {
+            self.load()?;
         }
-        let rows: Vec<TextRow> = self.rows(
-            "SELECT value FROM hub_settings WHERE key = 'preferences'",
-            vec![],
-        )?;
-        let stored = match rows.first() {
-            Some(row) => serde_json::from_str(&row.value).map_err(storage_error)?,
-            None => Preferences::default(),
-        };
-        *self.preferences.borrow_mut() = Some(stored.clone());
-        Ok(stored)
+        self.preferences
+            .borrow()
+            .clone()
+            .ok_or_else(|| storage_error("preferences not loaded"))
     }
 
     fn set_preferences(&mut self, preferences: &Preferences) -> Result<(), InboxError> {
@@ -548,12 +571,10 @@ impl Inbox for SqlInbox {
             &format!("UPDATE notifications SET held = ? WHERE seq {IN_LIST}"),
             vec![flag, json_list(seqs)?],
         )?;
-        let mut holds = self.known.holds.get();
         match hold {
-            Some(hold) => holds[hold_index(hold)] = Some(true),
-            None => holds = [None, None],
+            Some(hold) => self.known.held(hold).set(Some(true)),
+            None => self.known.holds_released(),
         }
-        self.known.holds.set(holds);
         Ok(())
     }
 
@@ -572,17 +593,7 @@ impl Inbox for SqlInbox {
     }
 
     fn holds(&self, hold: Hold) -> Result<bool, InboxError> {
-        let mut holds = self.known.holds.get();
-        if let Some(found) = holds[hold_index(hold)] {
-            return Ok(found);
-        }
-        let found = self.number(
-            "SELECT EXISTS (SELECT 1 FROM notifications WHERE held = ?) AS n",
-            vec![hold_flag(hold)],
-        )? > 0;
-        holds[hold_index(hold)] = Some(found);
-        self.known.holds.set(holds);
-        Ok(found)
+        self.figure(self.known.held(hold))
     }
 
     fn move_holds(&mut self, from: Hold, to: Hold) -> Result<(), InboxError> {
@@ -590,28 +601,18 @@ impl Inbox for SqlInbox {
             "UPDATE notifications SET held = ? WHERE held = ?",
             vec![hold_flag(to), hold_flag(from)],
         )?;
-        let mut holds = self.known.holds.get();
-        holds[hold_index(to)] = match (holds[hold_index(from)], holds[hold_index(to)]) {
+        let (moved, kept) = (self.known.held(from).get(), self.known.held(to).get());
+        self.known.held(to).set(match (moved, kept) {
             (Some(true), _) | (_, Some(true)) => Some(true),
-            (Some(false), to) => to,
+            (Some(false), kept) => kept,
             (None, _) => None,
-        };
-        holds[hold_index(from)] = Some(false);
-        self.known.holds.set(holds);
+        });
+        self.known.held(from).set(Some(false));
         Ok(())
     }
 
     fn window_closes_at(&self) -> Result<Option<u64>, InboxError> {
-        if let Some(at) = self.known.window_closes_at.get() {
-            return Ok(at);
-        }
-        let rows: Vec<Number> = self.rows(
-            "SELECT value AS n FROM hub_meta WHERE key = 'window_closes_at'",
-            vec![],
-        )?;
-        let at = rows.first().and_then(|r| r.n).map(unsigned);
-        self.known.window_closes_at.set(Some(at));
-        Ok(at)
+        self.figure(&self.known.window_closes_at)
     }
 
     fn set_window_closes_at(&mut self, at: Option<u64>) -> Result<(), InboxError> {

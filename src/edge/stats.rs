@@ -162,8 +162,8 @@ fn load(sql: &SqlStorage) -> Result<Tally> {
     Ok(tally)
 }
 
+/// Only after [`load`] (which applies the schema) in the same instance: `tick` loads first.
 fn save(sql: &SqlStorage, tally: &Tally) -> Result<()> {
-    sql.exec(TALLY_SCHEMA, None)?.raw().count();
     sql.exec(
         "INSERT OR REPLACE INTO stats_tally (key, value) VALUES ('delivered', ?), ('dropped', ?)",
         vec![int(tally.delivered), int(tally.dropped)],

@@ -33,11 +33,6 @@ pub(super) struct ItemRow {
 }
 
 #[derive(Deserialize)]
-pub(super) struct TextRow {
-    pub(super) value: String,
-}
-
-#[derive(Deserialize)]
 pub(super) struct IdRow {
     pub(super) id: String,
 }
@@ -49,12 +44,19 @@ pub(super) struct KeyRow {
     pub(super) at: i64,
 }
 
+/// What a woken inbox reads first (`FIGURES`).
 #[derive(Deserialize)]
-pub(super) struct HorizonRow {
+pub(super) struct FiguresRow {
+    pub(super) latest_seq: i64,
+    pub(super) item_count: i64,
+    pub(super) window_closes_at: Option<i64>,
+    pub(super) window_held: i64,
+    pub(super) attention_held: i64,
     pub(super) oldest_item_at: Option<i64>,
     pub(super) earliest_expiry: Option<i64>,
     pub(super) oldest_key_at: Option<i64>,
     pub(super) oldest_ack_at: Option<i64>,
+    pub(super) preferences: Option<String>,
 }
 
 pub(super) fn storage_error(e: impl std::fmt::Display) -> InboxError {
