@@ -82,6 +82,12 @@ pub struct Args {
     #[arg(long, default_value_t = 100.0)]
     pub p99_limit_ms: f64,
 
+    /// `fanout`, `devices`, `users`: how long to wait between the last socket opening and
+    /// the first publish, so that the first rate step measures delivery, not the tail of
+    /// the connecting (a thousand objects starting, their first writes, the collector).
+    #[arg(long, default_value_t = 2)]
+    pub settle_seconds: u64,
+
     /// Sockets being opened at once.
     #[arg(long, default_value_t = 64)]
     pub connect_concurrency: usize,
@@ -170,6 +176,10 @@ mod tests {
         assert_eq!(args.seconds, 3);
         assert_eq!(args.room, "bench:room");
         assert_eq!(args.p99_limit_ms, 100.0);
+        assert_eq!(
+            args.settle_seconds, 2,
+            "the first step waits for connecting to settle"
+        );
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
             args.subscriber_count()
         );
     }
+    tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
     let mut publisher = publish::Publisher::new(
         args.target,
         &args.addr,
