@@ -36,8 +36,9 @@ async function publish(herald, body) {
 }
 
 test("stats count connections, stored, delivered and dropped per kind of object", async (t) => {
-  // A small inbox, so that retention drops something.
-  const herald = await startHerald({ bindings: { INBOX_MAX_ITEMS: "3" } });
+  // A small inbox, so that retention drops something; reports a second apart at most, so
+  // that the figures converge within the test.
+  const herald = await startHerald({ bindings: { INBOX_MAX_ITEMS: "3", STATS_REPORT_MS: "1000" } });
   t.after(() => herald.stop());
 
   const before = await herald.request("/v1/stats", { headers: admin });

@@ -12,8 +12,11 @@ const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 
 /// How often an object reports its counters at most, unless `STATS_REPORT_MS` says
-/// otherwise (see [`crate::stats`]).
-pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 5_000;
+/// otherwise (see [`crate::stats`]). A minute, like the per-minute figures of hosted
+/// services: a report that has to wait costs the object an alarm run, so with many users
+/// each getting a notification now and then, a short interval costs about one alarm
+/// run per notification.
+pub const DEFAULT_REPORT_INTERVAL_MS: u64 = 60_000;
 
 /// Limits that bound what one client or producer can make Herald do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,10 @@
 //! never the client's own, and goes to [`internal::HUB_ORIGIN`], a host that is never
 //! resolved.
 
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+use serde::de::DeserializeOwned;
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBody, Stub};
 
 use super::{internal, internal_error};
 use crate::error::ApiError;
@@ -54,6 +57,26 @@ pub(crate) async fn to_room(
 ) -> Result<Response, ApiError> {
     let headers = headers(&[&[(internal::ROOM, room)], extra].concat())?;
     call(root_stub(env, room)?, method, path, headers, body).await
+}
+
+/// An object's JSON answer, read in one piece: worker's `Response::json` pulls a body
+/// through a stream reader, with a trip into JavaScript and a microtask per step, where
+/// the runtime's `arrayBuffer()` reads it at once.
+pub(crate) async fn json<T: DeserializeOwned>(response: &Response) -> Result<T, ApiError> {
+    let bytes = match response.body() {
+        ResponseBody::Stream(stream) => {
+            let whole = worker::web_sys::Response::new_with_opt_readable_stream(Some(stream))
+                .and_then(|r| r.array_buffer())
+                .map_err(|e| internal_error(format!("{e:?}")))?;
+            let buffer = JsFuture::from(whole)
+                .await
+                .map_err(|e| internal_error(format!("{e:?}")))?;
+            Uint8Array::new(&buffer).to_vec()
+        }
+        ResponseBody::Body(bytes) => bytes.clone(),
+        ResponseBody::Empty => Vec::new(),
+    };
+    serde_json::from_slice(&bytes).map_err(internal_error)
 }
 
 /// Headers of an internal request, built fresh.

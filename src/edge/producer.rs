@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Method, Request, Response};
 
-use super::call::{to_hub, to_room};
+use super::call::{self, to_hub, to_room};
 use super::{internal_error, json_response, log, random_id};
 use crate::access::Credential;
 use crate::config::Config;
@@ -75,8 +75,8 @@ pub(crate) async fn publish(
 /// The member lists of `rooms`, read from each room (none written).
 async fn members(env: &Env, rooms: &[&str]) -> Result<HashMap<String, Vec<String>>, ApiError> {
     let reads = rooms.iter().map(|room| async move {
-        let mut response = to_room(env, room, Method::Get, "/members", &[], None).await?;
-        let list: MemberList = response.json().await.map_err(internal_error)?;
+        let response = to_room(env, room, Method::Get, "/members", &[], None).await?;
+        let list: MemberList = call::json(&response).await?;
         Ok::<_, ApiError>((room.to_string(), list.members))
     });
     join_all(reads).await.into_iter().collect()
@@ -94,11 +94,8 @@ async fn publish_to_rooms<'a>(env: &Env, request: &'a PublishRequest) -> HashMap
     let stores = groups.iter().map(|(room, messages)| async move {
         let drafts: Vec<&Draft> = messages.iter().map(|m| &m.draft).collect();
         let body = serde_json::to_vec(&drafts).map_err(internal_error)?;
-        let mut response = to_room(env, room, Method::Post, "/publish", &[], Some(body)).await?;
-        response
-            .json::<Vec<Receipt>>()
-            .await
-            .map_err(internal_error)
+        let response = to_room(env, room, Method::Post, "/publish", &[], Some(body)).await?;
+        call::json::<Vec<Receipt>>(&response).await
     });
     let mut receipts = HashMap::new();
     for ((_, messages), answer) in groups.iter().zip(join_all(stores).await) {
@@ -122,11 +119,8 @@ async fn publish_to_rooms<'a>(env: &Env, request: &'a PublishRequest) -> HashMap
 async fn store(env: &Env, user: &str, drafts: &[&Draft]) -> Result<Vec<Receipt>, ApiError> {
     let body = serde_json::to_vec(drafts).map_err(internal_error)?;
     let stored = async {
-        let mut response = to_hub(env, user, Method::Post, "/publish", &[], Some(body)).await?;
-        response
-            .json::<Vec<Receipt>>()
-            .await
-            .map_err(internal_error)
+        let response = to_hub(env, user, Method::Post, "/publish", &[], Some(body)).await?;
+        call::json::<Vec<Receipt>>(&response).await
     };
     let stored = stored.await;
     if let Err(e) = &stored {

@@ -268,7 +268,6 @@ impl RoomHub {
         };
         runner::schedule(&self.state, &self.alarm, &self.stats, timers)
             .await
-            .map(|_| ())
             .map_err(internal_error)
     }
 

@@ -148,14 +148,13 @@ pub(crate) fn send(
     sent
 }
 
-/// Sets the alarm at the earliest of `timers` and the stats report; true when storage
-/// was touched.
+/// Sets the alarm at the earliest of `timers` and the stats report.
 pub(crate) async fn schedule(
     state: &State,
     alarm: &Alarm,
     stats: &ObjectStats,
     mut timers: Timers,
-) -> Result<bool> {
+) -> Result<()> {
     timers.set(Timer::StatsReport, stats.deadline());
     alarm.set(state, timers.next()).await
 }
@@ -239,20 +238,17 @@ impl Alarm {
         }
     }
 
-    /// The time this instance last set the alarm for, if it set one.
-    pub(crate) fn set_for(&self) -> Option<u64> {
-        self.set_for.get().flatten()
-    }
-
     /// Whether this instance knows what the alarm is set for (it set it since waking up
     /// and it has not fired since).
     pub(crate) fn known(&self) -> bool {
         self.set_for.get().is_some()
     }
 
-    /// The alarm ran; the runtime has cleared it.
-    pub(crate) fn fired(&self) {
-        self.set_for.set(None);
+    /// The alarm ran, and the runtime has cleared it: what it was set for, if this
+    /// instance set it (not after an eviction), so that the object can log how late it
+    /// ran without keeping the time in storage, a write on every move.
+    pub(crate) fn fired(&self) -> Option<u64> {
+        self.set_for.take().flatten()
     }
 
     /// Whether the stats report `tick` asks for has to move the alarm: it must wait, and
@@ -264,11 +260,10 @@ impl Alarm {
         }
     }
 
-    /// Sets (or deletes) the alarm for `next` when [`crate::timer::must_move`] says so;
-    /// true when storage was touched.
-    pub(crate) async fn set(&self, state: &worker::State, next: Option<u64>) -> Result<bool> {
+    /// Sets (or deletes) the alarm for `next` when [`crate::timer::must_move`] says so.
+    pub(crate) async fn set(&self, state: &worker::State, next: Option<u64>) -> Result<()> {
         if !crate::timer::must_move(self.set_for.get(), next) {
-            return Ok(false);
+            return Ok(());
         }
         let storage = state.storage();
         match next {
@@ -279,6 +274,6 @@ impl Alarm {
             None => storage.delete_alarm().await?,
         }
         self.set_for.set(Some(next));
-        Ok(true)
+        Ok(())
     }
 }

@@ -161,25 +161,6 @@ impl SqlInbox {
         Ok(rows.first().and_then(|r| r.n).map_or(0, unsigned))
     }
 
-    /// Notes when the alarm was set for, so that the alarm can log how late it ran.
-    /// Best effort: a failure here loses a log field, nothing else.
-    pub fn record_alarm(&self, at: u64) {
-        let _ = self.run(
-            "INSERT OR REPLACE INTO hub_meta (key, value) VALUES ('alarm_at', ?)",
-            vec![int(at)],
-        );
-    }
-
-    /// The time the current alarm was set for.
-    pub fn scheduled_alarm(&self) -> Option<u64> {
-        self.number(
-            "SELECT value AS n FROM hub_meta WHERE key = 'alarm_at'",
-            vec![],
-        )
-        .ok()
-        .filter(|at| *at > 0)
-    }
-
     /// Raises a counter: `latest_seq` (a floor under the rows' own highest seq) and
     /// `pruned_through` only ever grow.
     fn set_meta(&self, key: &str, value: u64) -> Result<(), InboxError> {

@@ -185,16 +185,14 @@ enum Sockets {
 impl UserHub {
     /// The alarm's work: sweeps, releases and retention, then the next alarm.
     async fn run_alarm(&self) -> Result<Response> {
-        self.alarm.fired();
         let now = now_ms();
+        let late = self.alarm.fired().map(|due| now.saturating_sub(due));
+        log::event("alarm", json!({ "late_ms": late }));
         let config = self.config()?;
         let effects = {
             let mut inbox = self
                 .inbox()
                 .map_err(|e| worker::Error::from(e.to_string()))?;
-            if let Some(scheduled) = inbox.scheduled_alarm() {
-                log::event("alarm", json!({ "late_ms": now.saturating_sub(scheduled) }));
-            }
             let mut hub = Hub {
                 inbox: &mut *inbox,
                 limits: &config.limits,
@@ -313,16 +311,9 @@ impl UserHub {
         let timers = self.with_hub(config, |hub| {
             hub.timers(&sockets, now_ms()).map_err(hub::HubError::from)
         })?;
-        let moved = runner::schedule(&self.state, &self.alarm, &self.stats, timers)
+        runner::schedule(&self.state, &self.alarm, &self.stats, timers)
             .await
-            .map_err(internal_error)?;
-        if let (true, Some(at)) = (moved, self.alarm.set_for()) {
-            // Kept beside the data so that the alarm can report how late it ran.
-            if let Ok(inbox) = self.inbox() {
-                inbox.record_alarm(at);
-            }
-        }
-        Ok(())
+            .map_err(internal_error)
     }
 
     /// Sends the stats report if one is due (see [`ObjectStats::tick`]).

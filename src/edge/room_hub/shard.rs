@@ -142,7 +142,7 @@ impl RoomHub {
             since,
         };
         let first = match self.root_call(&member.room, "/shard-join", &join).await {
-            Ok(mut answer) => answer.json::<FirstFrames>().await.map_err(internal_error),
+            Ok(answer) => call::json::<FirstFrames>(&answer).await,
             Err(e) => Err(e),
         };
         let waiting = self
@@ -191,8 +191,8 @@ impl RoomHub {
             member: member.clone(),
             text,
         };
-        let mut answer = self.root_call(&member.room, "/shard-event", &event).await?;
-        let replies: Vec<ServerFrame> = answer.json().await.map_err(internal_error)?;
+        let answer = self.root_call(&member.room, "/shard-event", &event).await?;
+        let replies: Vec<ServerFrame> = call::json(&answer).await?;
         Ok(replies.into_iter().map(Effect::Reply).collect())
     }
 
