@@ -13,8 +13,8 @@ use worker::{SqlStorage, SqlStorageValue};
 mod rows;
 
 use self::rows::{
-    json_list, notification, storage_error, Cut, FiguresRow, IdRow, ItemRow, KeyRow, Number,
-    UnreadRow, IN_LIST,
+    json_list, notification, storage_error, Cut, FiguresRow, HorizonRow, IdRow, ItemRow, KeyRow,
+    Number, UnreadRow, IN_LIST,
 };
 use super::{int, unsigned};
 
@@ -69,12 +69,28 @@ struct Unread {
 }
 
 impl Known {
-    /// Rows left the notifications table (retention, a delete).
+    /// Rows left the notifications table (a delete).
     fn items_removed(&self) {
         self.item_count.set(None);
         self.holds_released();
         self.horizon.set(None);
         self.unread.set(None);
+    }
+
+    /// Retention removed the rows `cut` describes: the counts follow it exactly.
+    fn items_gone(&self, cut: &Cut) {
+        let less = |n: Option<i64>| n.map_or(0, unsigned);
+        let count = &self.item_count;
+        count.set(count.get().map(|n| n.saturating_sub(unsigned(cut.removed))));
+        self.unread.set(self.unread.get().map(|u| Unread {
+            count: u.count.saturating_sub(less(cut.unread_removed)),
+            ..u
+        }));
+        if less(cut.held_removed) > 0 {
+            self.holds_released();
+        }
+        // The oldest item, and maybe the earliest expiry, went.
+        self.horizon.set(None);
     }
 
     /// Some held items may no longer be held.
@@ -106,6 +122,15 @@ const FIGURES: &str = "SELECT
     (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
     (SELECT MIN(at) FROM device_acks) AS oldest_ack_at,
     (SELECT value FROM hub_settings WHERE key = 'preferences') AS preferences";
+
+/// The retention horizon alone. Each a single index lookup: items are stored in seq
+/// order with the time of storing, so the oldest is the first by seq (a clock stepping
+/// back delays its retention by at most the step); the other columns have an index.
+const HORIZON: &str = "SELECT
+    (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
+    (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL) AS earliest_expiry,
+    (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
+    (SELECT MIN(at) FROM device_acks) AS oldest_ack_at";
 
 /// The earlier of two optional times, either alone if the other is unset.
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -197,9 +222,6 @@ impl SqlInbox {
             .set(Some(row.window_closes_at.map(unsigned)));
         known.window_held.set(Some(row.window_held != 0));
         known.attention_held.set(Some(row.attention_held != 0));
-        // Each a single index lookup: items are stored in seq order with the time of
-        // storing, so the oldest is the first by seq (a clock stepping back delays its
-        // retention by at most the step); the other columns have an index.
         known.horizon.set(Some(Horizon {
             oldest_item_at: row.oldest_item_at.map(unsigned),
             earliest_expiry: row.earliest_expiry.map(unsigned),
@@ -393,45 +415,78 @@ impl Inbox for SqlInbox {
     }
 
     fn prune(&mut self, prune: &Prune) -> Result<u64, InboxError> {
-        // -1 matches no seq: no count cut this time.
+        // -1 matches no seq: no count cut this time. ?1 is now, ?2 the count cut, ?3 the
+        // age cut: the rows going are those, and those whose TTL ran out.
         let through = prune.through_seq.map_or(SqlStorageValue::Integer(-1), int);
         let rows: Vec<Cut> = self.rows(
-            &format!(
-                "SELECT MAX(seq) AS through, SUM(read_at IS NULL AND {LIVE}) AS unread
-                 FROM notifications WHERE seq <= ? OR created_at < ?"
-            ),
+            "SELECT MAX(CASE WHEN seq <= ?2 OR created_at < ?3 THEN seq END) AS through,
+                    SUM((seq <= ?2 OR created_at < ?3) AND read_at IS NULL
+                        AND (expires_at IS NULL OR expires_at > ?1)) AS unread,
+                    COUNT(*) AS removed,
+                    MAX(seq) AS last_removed,
+                    SUM(read_at IS NULL AND (expires_at IS NULL OR expires_at > ?1))
+                      AS unread_removed,
+                    SUM(held IS NOT NULL) AS held_removed
+             FROM notifications
+             WHERE seq <= ?2 OR created_at < ?3 OR (expires_at IS NOT NULL AND expires_at <= ?1)",
             vec![
                 int(prune.expired_by),
                 through.clone(),
                 int(prune.created_before),
             ],
         )?;
-        let cut = rows.first();
-        let retained_cut = cut.and_then(|r| r.through).map(unsigned);
-        self.keep_latest_seq()?;
-        self.known.items_removed();
-        self.run(
-            "DELETE FROM notifications
-             WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
-            vec![through, int(prune.created_before), int(prune.expired_by)],
-        )?;
-        if let Some(cut) = retained_cut {
-            self.set_meta("pruned_through", cut)?;
+        let cut = rows.first().copied().unwrap_or_default();
+        let horizon = self.known.horizon.get();
+        if cut.removed > 0 {
+            if cut.last_removed.map(unsigned) >= Some(self.latest_seq()?) {
+                self.keep_latest_seq()?;
+            }
+            self.run(
+                "DELETE FROM notifications
+                 WHERE seq <= ? OR created_at < ? OR (expires_at IS NOT NULL AND expires_at <= ?)",
+                vec![through, int(prune.created_before), int(prune.expired_by)],
+            )?;
+            self.known.items_gone(&cut);
         }
-        let forgotten = self.run(
-            "DELETE FROM idempotency_keys WHERE at < ?",
-            vec![int(prune.keys_before)],
-        )?;
-        self.keys_removed(forgotten);
-        self.run(
-            "DELETE FROM device_acks WHERE at < ?",
-            vec![int(prune.acks_before)],
-        )?;
-        Ok(cut.and_then(|r| r.unread).map_or(0, unsigned))
+        if let Some(retained) = cut.through {
+            self.set_meta("pruned_through", unsigned(retained))?;
+        }
+        // The known horizon says when keys and acks fall due; nothing due, nothing to run.
+        let due = |oldest: fn(&Horizon) -> Option<u64>, before: u64| {
+            horizon.is_none_or(|h| oldest(&h).is_some_and(|at| at < before))
+        };
+        if due(|h| h.oldest_key_at, prune.keys_before) {
+            let forgotten = self.run(
+                "DELETE FROM idempotency_keys WHERE at < ?",
+                vec![int(prune.keys_before)],
+            )?;
+            self.keys_removed(forgotten);
+            self.known.horizon.set(None);
+        }
+        if due(|h| h.oldest_ack_at, prune.acks_before) {
+            self.run(
+                "DELETE FROM device_acks WHERE at < ?",
+                vec![int(prune.acks_before)],
+            )?;
+            self.known.horizon.set(None);
+        }
+        Ok(cut.unread.map_or(0, unsigned))
     }
 
     fn horizon(&self) -> Result<Horizon, InboxError> {
-        self.figure(&self.known.horizon)
+        if let Some(horizon) = self.known.horizon.get() {
+            return Ok(horizon);
+        }
+        if self.known.latest_seq.get().is_none() {
+            return self.figure(&self.known.horizon);
+        }
+        // Only the horizon is unknown (retention just ran): read it alone.
+        let rows: Vec<HorizonRow> = self.rows(HORIZON, vec![])?;
+        let horizon = rows
+            .first()
+            .map_or_else(Horizon::default, HorizonRow::horizon);
+        self.known.horizon.set(Some(horizon));
+        Ok(horizon)
     }
 
     fn receipt_for(&self, key: &str) -> Result<Option<(Receipt, u64)>, InboxError> {

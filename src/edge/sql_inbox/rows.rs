@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use worker::SqlStorageValue;
 
-use crate::inbox::InboxError;
+use crate::edge::unsigned;
+use crate::inbox::{Horizon, InboxError};
 use crate::model::Notification;
 
 #[derive(Deserialize)]
@@ -19,11 +20,36 @@ pub(super) struct UnreadRow {
     pub(super) until: Option<i64>,
 }
 
-/// What the count and age bounds are about to remove.
-#[derive(Deserialize)]
+/// What a prune is about to remove: the count and age bounds' cut (`through`, and its
+/// live `unread` items, the stats' drops), and everything going, TTL-expired rows too.
+#[derive(Deserialize, Clone, Copy, Default)]
 pub(super) struct Cut {
     pub(super) through: Option<i64>,
     pub(super) unread: Option<i64>,
+    pub(super) removed: i64,
+    pub(super) last_removed: Option<i64>,
+    pub(super) unread_removed: Option<i64>,
+    pub(super) held_removed: Option<i64>,
+}
+
+/// The retention horizon (`HORIZON`).
+#[derive(Deserialize)]
+pub(super) struct HorizonRow {
+    pub(super) oldest_item_at: Option<i64>,
+    pub(super) earliest_expiry: Option<i64>,
+    pub(super) oldest_key_at: Option<i64>,
+    pub(super) oldest_ack_at: Option<i64>,
+}
+
+impl HorizonRow {
+    pub(super) fn horizon(&self) -> Horizon {
+        Horizon {
+            oldest_item_at: self.oldest_item_at.map(unsigned),
+            earliest_expiry: self.earliest_expiry.map(unsigned),
+            oldest_key_at: self.oldest_key_at.map(unsigned),
+            oldest_ack_at: self.oldest_ack_at.map(unsigned),
+        }
+    }
 }
 
 #[derive(Deserialize)]
