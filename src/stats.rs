@@ -214,9 +214,8 @@ pub enum Tick {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reporter {
     interval_ms: u64,
-    /// When the last report went out, while this instance lives. `None` after a wake-up:
-    /// the first change reports at once, so an object reports at most once per wake-up
-    /// beyond its interval.
+    /// When the last report went out: `None` for an object that never reported, whose
+    /// first change reports at once ([`Reporter::resume`] after a wake-up).
     last_report_at: Option<u64>,
     /// Something a report carries changed since the last one.
     dirty: bool,
@@ -224,13 +223,29 @@ pub struct Reporter {
 
 impl Reporter {
     /// A throttle for an object just created or woken, allowing one report per
-    /// `interval_ms`; its first change reports at once.
+    /// `interval_ms`; its first change reports at once unless [`Reporter::resume`] says
+    /// it reported less than an interval ago.
     pub fn new(interval_ms: u64) -> Self {
         Self {
             interval_ms,
             last_report_at: None,
             dirty: false,
         }
+    }
+
+    /// A woken object continues from its last report's time, kept in its storage, so that
+    /// waking up is not by itself a reason to report: with many users each woken now and
+    /// then by one notification, that was a report per notification. Ignored once this
+    /// instance has reported.
+    pub fn resume(&mut self, last_report_at: Option<u64>) {
+        if self.last_report_at.is_none() {
+            self.last_report_at = last_report_at;
+        }
+    }
+
+    /// Whether something changed since the last report.
+    pub fn dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Something a report carries changed (a delivery, a store, a socket opened or closed).

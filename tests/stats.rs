@@ -56,6 +56,31 @@ fn the_first_change_after_a_wake_up_reports_at_once() {
 }
 
 #[test]
+fn a_woken_object_keeps_the_interval_of_its_last_report() {
+    let mut reporter = Reporter::new(INTERVAL);
+    reporter.resume(Some(T0));
+    reporter.touch();
+    assert_eq!(
+        reporter.tick(T0 + 1_000),
+        Tick::WaitUntil(T0 + INTERVAL),
+        "reported before it slept: waking is no reason to report again"
+    );
+    assert_eq!(reporter.tick(T0 + INTERVAL), Tick::Report);
+
+    let mut never = Reporter::new(INTERVAL);
+    never.resume(None);
+    never.touch();
+    assert_eq!(never.tick(T0), Tick::Report, "never reported: at once");
+    never.resume(Some(T0 - INTERVAL));
+    never.touch();
+    assert_eq!(
+        never.tick(T0 + 1),
+        Tick::WaitUntil(T0 + INTERVAL),
+        "its own report counts, not an older stored one"
+    );
+}
+
+#[test]
 fn changes_within_the_interval_wait_for_one_report_at_its_end() {
     let mut reporter = Reporter::new(INTERVAL);
     reporter.touch();

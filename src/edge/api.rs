@@ -198,15 +198,28 @@ async fn caller(
         None => auth::bearer(authorization.as_deref()),
     };
     let keys = Keys::for_token(env, presented).await?;
-    let publish_key = secret(env, "PUBLISH_KEY").unwrap_or_default();
-    let admin_key = secret(env, "ADMIN_KEY").unwrap_or_default();
+    let (publish_key, admin_key) = deployment_keys(env);
     let deployment = access::Keys {
-        publish_key: &publish_key,
-        admin_key: &admin_key,
+        publish_key,
+        admin_key,
     };
     access::check(presented, deployment, right, room, |token| {
         keys.verify(token).map_err(ApiError::from)
     })
+}
+
+/// `PUBLISH_KEY` and `ADMIN_KEY` (empty: unset), read once per isolate like the
+/// configuration: secrets cannot change while an isolate lives, and each read is a trip
+/// into JavaScript on every authenticated request.
+fn deployment_keys(env: &Env) -> (&'static str, &'static str) {
+    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (publish, admin) = KEYS.get_or_init(|| {
+        (
+            secret(env, "PUBLISH_KEY").unwrap_or_default(),
+            secret(env, "ADMIN_KEY").unwrap_or_default(),
+        )
+    });
+    (publish, admin)
 }
 
 /// The verified token of a route that needs one ([`access::check`] has let only those in).

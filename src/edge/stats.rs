@@ -93,16 +93,21 @@ impl ObjectStats {
         gauges: impl FnOnce() -> (u64, u64),
     ) -> Tick {
         let now = now_ms();
+        let sql = state.storage().sql();
+        if self.reporter.get().dirty() {
+            // Before deciding: loading resumes the throttle from the last report's time.
+            self.loaded(&sql);
+        }
         let mut reporter = self.reporter.get();
         let tick = reporter.tick(now);
         self.reporter.set(reporter);
         if tick != Tick::Report {
             return tick;
         }
-        let sql = state.storage().sql();
         let tally = self.loaded(&sql);
-        // Kept before it is reported, so that a wake-up never reports less than was seen.
-        if let Err(e) = save(&sql, &tally) {
+        // Kept before it is reported, so that a wake-up never reports less than was seen,
+        // with the report's time, so that it does not report again before the interval.
+        if let Err(e) = save(&sql, &tally, now) {
             log::event("error", json!({ "message": format!("stats: {e}") }));
         }
         let (connections, stored) = gauges();
@@ -131,42 +136,50 @@ impl ObjectStats {
         self.touch();
     }
 
-    /// The tally, read from storage if this instance has not yet.
+    /// The tally, read from storage if this instance has not yet, which also resumes the
+    /// report throttle from the stored time of the last report.
     fn loaded(&self, sql: &SqlStorage) -> Tally {
         if let Some(tally) = *self.tally.borrow() {
             return tally;
         }
-        let tally = load(sql).unwrap_or_else(|e| {
+        let (tally, reported_at) = load(sql).unwrap_or_else(|e| {
             log::event("error", json!({ "message": format!("stats: {e}") }));
-            Tally::default()
+            (Tally::default(), None)
         });
         *self.tally.borrow_mut() = Some(tally);
+        let mut reporter = self.reporter.get();
+        reporter.resume(reported_at);
+        self.reporter.set(reporter);
         tally
     }
 }
 
-fn load(sql: &SqlStorage) -> Result<Tally> {
+/// The stored tally, and when the last report went out.
+fn load(sql: &SqlStorage) -> Result<(Tally, Option<u64>)> {
     sql.exec(TALLY_SCHEMA, None)?.raw().count();
     let rows: Vec<TallyRow> = sql
         .exec("SELECT key, value FROM stats_tally", None)?
         .to_array()?;
     let mut tally = Tally::default();
+    let mut reported_at = None;
     for row in rows {
         let value = unsigned(row.value);
         match row.key.as_str() {
             "delivered" => tally.delivered = value,
             "dropped" => tally.dropped = value,
+            "reported_at" => reported_at = Some(value),
             _ => {}
         }
     }
-    Ok(tally)
+    Ok((tally, reported_at))
 }
 
 /// Only after [`load`] (which applies the schema) in the same instance: `tick` loads first.
-fn save(sql: &SqlStorage, tally: &Tally) -> Result<()> {
+fn save(sql: &SqlStorage, tally: &Tally, reported_at: u64) -> Result<()> {
     sql.exec(
-        "INSERT OR REPLACE INTO stats_tally (key, value) VALUES ('delivered', ?), ('dropped', ?)",
-        vec![int(tally.delivered), int(tally.dropped)],
+        "INSERT OR REPLACE INTO stats_tally (key, value)
+         VALUES ('delivered', ?), ('dropped', ?), ('reported_at', ?)",
+        vec![int(tally.delivered), int(tally.dropped), int(reported_at)],
     )?
     .raw()
     .count();
