@@ -50,7 +50,7 @@ pub async fn run(args: &Args) -> Result<(), String> {
             args.subscriber_count()
         );
     }
-    tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
+    tokio::time::sleep(args.settle()).await;
     let mut publisher = publish::Publisher::new(
         args.target,
         &args.addr,
