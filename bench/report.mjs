@@ -3,7 +3,9 @@
 // ratios where peers ran the same case, Herald-only tables where they did not), keeps the
 // raw JSON next to it (<name>.json), and draws SVG plots by hand: latency percentiles vs
 // publish rate per target (<name>-latency-<target>.svg) and deliveries/s vs subscribers
-// (<name>-throughput.svg), both for the stepped-rate scenarios.
+// (<name>-throughput.svg), both for the stepped-rate scenarios. When bench/profile.mjs
+// ran (`publish_profile` in the JSON), a "Profile of one publish" section shows where the
+// CPU time of one publish goes in Herald and in the JS DO inbox.
 //
 // Used by run.mjs (writeRaw after every run, writeReport at the end); can also be run on
 // its own to redraw a report from its JSON:
@@ -836,6 +838,8 @@ export function markdown(data, summary, files) {
     }
   }
 
+  if (data.publish_profile) lines.push(...profileSection(data.publish_profile, label));
+
   if (files.throughput || Object.keys(files.latency ?? {}).length) {
     lines.push("## Plots");
     lines.push("");
@@ -900,6 +904,111 @@ export function markdown(data, summary, files) {
   lines.push(`Raw data: [${files.json}](${files.json}) (every step of every round, with CPU and RSS samples).`);
   lines.push("");
   return lines.join("\n");
+}
+
+/** A table cell: no pipes, and nothing Markdown would take for HTML. */
+const cell = (text) => String(text).replace(/\|/g, "\\|").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const pct = (x) => (x === null || x === undefined ? "" : `${fmt(x * 100, 1)} %`);
+
+/** "Profile of one publish": bench/profile.mjs's tables, one target after the other. */
+function profileSection(profile, label) {
+  const cfg = profile.config ?? {};
+  const all = Object.values(profile.targets ?? {});
+  const done = all.filter((a) => !a.error);
+  const lines = ["## Profile of one publish", ""];
+  lines.push(
+    `Where the CPU time of one publish to one user goes: the \`users\` scenario (${count(cfg.subscribers)} users ` +
+      `with a socket each, every publish POSTed to one random user) at ${count(cfg.rate)} publishes/s in three ` +
+      `steps of ${cfg.seconds} s, the second profiled with V8's sampling profiler in workerd (asked for a sample ` +
+      `every ${cfg.interval_us} µs), the third with it stopped. Each target in a run of its own after the cases ` +
+      "above, started like them; the profiler's sampling threads moved to the load generator's CPU.",
+  );
+  lines.push("");
+  for (const a of all) {
+    lines.push(`### ${label(a.target)}`);
+    lines.push("");
+    if (a.error) {
+      lines.push(`Not measured: ${cell(String(a.error).split("\n")[0])}`, "");
+      continue;
+    }
+    const u = a.us_per_publish;
+    lines.push(
+      `${count(a.published)} publishes in ${fmt(a.window_s, 1)} s, ${count(a.delivered)} delivered ` +
+        `(p50 ${fmt(a.window?.p50_ms)} ms, p99 ${fmt(a.window?.p99_ms)} ms); ${count(a.sampling.busy_samples)} samples of ` +
+        `the Worker's isolate (one every ${fmt(a.sampling.period_us, 0)} µs while it runs).`,
+    );
+    lines.push("");
+    lines.push(
+      table(
+        ["where the time goes", "µs per publish", "share of the profiled JS"],
+        [
+          ...a.rows.map((r) => [cell(r.row), fmt(r.us_per_publish, 1), pct(r.share)]),
+          ["**profiled JS (the Worker's isolate), total**", `**${fmt(u.js, 0)}**`, "100 %"],
+          ["Miniflare's entry worker (another isolate in the process; local only)", fmt(u.entry_worker, 0), ""],
+          ["outside JS (workerd's own C++: sockets, HTTP, SQLite I/O not on the JS stack)", fmt(u.outside_js, 0), ""],
+          ["**workerd process CPU** (/proc, all threads but the profiler's)", `**${fmt(u.process, 0)}**`, ""],
+          ["the same in the next step, profiler stopped", fmt(u.process_unprofiled, 0), ""],
+        ],
+      ),
+    );
+    lines.push("");
+    if (a.top_self?.length) {
+      lines.push("<details><summary>Hottest functions (self time)</summary>", "");
+      lines.push(
+        table(
+          ["function", "µs per publish", "share"],
+          a.top_self.slice(0, 15).map((f) => [`\`${f.name.replace(/`/g, "'").replace(/\|/g, "\\|")}\``, fmt(f.us_per_publish, 1), pct(f.share)]),
+        ),
+      );
+      lines.push("", "</details>", "");
+    }
+  }
+  const h = done.find((a) => a.target === "herald");
+  const j = done.find((a) => a.target === "jsdo-inbox");
+  if (h && j) {
+    lines.push(
+      `Herald / JS DO inbox: profiled JS ${fmtRatio(ratio(h.us_per_publish.js, j.us_per_publish.js))}, ` +
+        `workerd process CPU ${fmtRatio(ratio(h.us_per_publish.process, j.us_per_publish.process))} ` +
+        `(profiler stopped: ${fmtRatio(ratio(h.us_per_publish.process_unprofiled, j.us_per_publish.process_unprofiled))}).`,
+    );
+    lines.push("");
+  }
+  lines.push("How to read it:");
+  lines.push("");
+  lines.push(
+    "- A row is the time of the samples sorted into it divided by the publishes of the profiled step. " +
+      "Each sample is weighed by the time since the one before it, at most one sampling period (V8 " +
+      "samples only while the isolate is entered, so a longer gap was spent elsewhere). The Worker and " +
+      "its Durable Objects share one isolate, so the rows cover both sides of the call.",
+  );
+  lines.push(
+    "- Each sample goes to the first rule of `bench/profile.mjs` (`RULES`) that its stack matches: " +
+      "logging, object start-up and SQL before anything else on the stack, then by the functions on it; " +
+      "Worker and object rows go by the async task (Rust future) the sample ran in. An `SQL:` row is one " +
+      "statement's call site: the nearest Herald function that issued it and its caller " +
+      "(`← (UserHub task)`: the caller was inlined into the task).",
+  );
+  // workerd evicts an object about 10 s after its last event; publishes to random users
+  // reach a given one as a Poisson process.
+  const evicted = cfg.rate && cfg.subscribers ? Math.exp((-cfg.rate * 10) / cfg.subscribers) : null;
+  lines.push(
+    "- *The stub's fetch inside workerd*: the time in the Worker's `stub.fetch()` call itself, most of " +
+      "it workerd waking an object it had evicted (about 10 s after the object's last event), which it " +
+      `does inside that call: at this rate over this many users about ${pct(evicted)} of publishes find ` +
+      "their object evicted (`node bench/profile.mjs --users 100` shows the call without wake-ups). The " +
+      "object's constructor and schema (*object start-up*) and Herald's first read of the inbox's " +
+      "figures (`SqlInbox::load`) are the rest of a wake-up.",
+  );
+  lines.push(
+    "- A sample is time with the isolate entered, not CPU time: a wait inside a runtime call (a disk " +
+      "read while an object wakes) counts as the call's. *Outside JS* is the process's CPU time over the " +
+      "profiled step (/proc) less the profiled JS and the entry worker: the HTTP and WebSocket I/O, " +
+      "storage work done between JavaScript turns (SQLite commits), and the profiler's signal handling " +
+      "on the main thread (every sample interrupts it), which the *profiler stopped* line leaves out. The " +
+      "entry worker is Miniflare's relay in front of every request; it does not exist in production.",
+  );
+  lines.push("");
+  return lines;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { freePort, startHerald, tokenFor } from "../miniflare-tests/harness.mjs";
+import { Inspector } from "./inspector.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const opts = parseArgs(process.argv.slice(2), {
@@ -192,52 +193,18 @@ class Agent {
  * Protocol on 127.0.0.1): the V8 heap of the isolate that runs the Worker and its Durable
  * Objects, and the byte length of every WebAssembly.Memory in it (the Rust module's).
  */
-class IsolateProbe {
+class IsolateProbe extends Inspector {
   static async open(port) {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/core:user:`);
-    await new Promise((resolve, reject) => {
-      ws.once("open", resolve);
-      ws.once("error", reject);
-    });
-    const probe = new IsolateProbe(ws);
+    const probe = await super.open(`ws://127.0.0.1:${port}/core:user:`);
     // `Runtime.evaluate` needs the isolate's context, which `Runtime.enable` announces.
-    const context = new Promise((resolve) => (probe.onContext = resolve));
-    await probe.call("Runtime.enable");
+    const context = new Promise((resolve) => {
+      probe.onEvent = (message) => {
+        if (message.method === "Runtime.executionContextCreated") resolve(message.params.context.id);
+      };
+    });
+    await probe.call("Runtime.enable").catch(() => null);
     probe.contextId = await Promise.race([context, new Promise((r) => setTimeout(r, 5_000))]);
     return probe;
-  }
-
-  constructor(ws) {
-    this.ws = ws;
-    this.nextId = 0;
-    this.pending = new Map();
-    ws.on("message", (data) => {
-      const message = JSON.parse(data);
-      if (message.method === "Runtime.executionContextCreated") this.onContext?.(message.params.context.id);
-      this.pending.get(message.id)?.(message);
-      this.pending.delete(message.id);
-    });
-    ws.on("close", () => {
-      for (const resolve of this.pending.values()) resolve({ error: { message: "inspector closed" } });
-      this.pending.clear();
-    });
-  }
-
-  /** The inspector's answer to `method`; an error answer after 10 s without one. */
-  call(method, params = {}) {
-    if (this.ws.readyState !== WebSocket.OPEN) return Promise.resolve({ error: { message: "inspector closed" } });
-    const id = ++this.nextId;
-    this.ws.send(JSON.stringify({ id, method, params }));
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        resolve({ error: { message: `${method}: no answer` } });
-      }, 10_000);
-      this.pending.set(id, (answer) => {
-        clearTimeout(timer);
-        resolve(answer);
-      });
-    });
   }
 
   /**
@@ -252,22 +219,18 @@ class IsolateProbe {
       await this.call("HeapProfiler.collectGarbage");
       const usage = await this.call("Runtime.getHeapUsage");
       const proto = await this.call("Runtime.evaluate", { expression: "WebAssembly.Memory.prototype", contextId: this.contextId, objectGroup: group });
-      const memories = await this.call("Runtime.queryObjects", { prototypeObjectId: proto.result.result.objectId, objectGroup: group });
+      const memories = await this.call("Runtime.queryObjects", { prototypeObjectId: proto.result.objectId, objectGroup: group });
       const bytes = await this.call("Runtime.callFunctionOn", {
-        objectId: memories.result.objects.objectId,
+        objectId: memories.objects.objectId,
         functionDeclaration: "function () { return this.reduce((sum, m) => sum + m.buffer.byteLength, 0); }",
         returnByValue: true,
       });
-      return { heap: usage.result.usedSize / 2 ** 20, wasm: bytes.result.result.value / 2 ** 20 };
+      return { heap: usage.usedSize / 2 ** 20, wasm: bytes.result.value / 2 ** 20 };
     } catch {
       return undefined;
     } finally {
-      await this.call("Runtime.releaseObjectGroup", { objectGroup: group });
+      await this.call("Runtime.releaseObjectGroup", { objectGroup: group }).catch(() => null);
     }
-  }
-
-  close() {
-    this.ws.close();
   }
 }
 

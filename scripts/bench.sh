@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command (never part of `make test`): builds what it needs, runs Herald and
-# the peers side by side (bench/run.mjs; `--profile full` for the long profile), then the
-# replay, alarm-lateness and room-shard measurements. Loopback only.
+# the peers side by side (bench/run.mjs; `--profile full` for the long profile; it ends with
+# bench/profile.mjs's profile of one publish in Herald and the JS DO inbox, under a
+# minute), then the replay, alarm-lateness and room-shard measurements. Loopback only.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$root"

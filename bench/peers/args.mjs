@@ -1,16 +1,37 @@
-// Shared by the peer servers: `--port N` (or `--port=N`), a number in 1..65535.
-export function portArg(argv = process.argv.slice(2)) {
+// Shared by the peer servers.
+
+/** The value of `--name V` (or `--name=V`), the last one given; undefined when absent. */
+function flag(argv, name) {
   let value;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "--port") value = argv[i + 1];
-    else if (argv[i].startsWith("--port=")) value = argv[i].slice("--port=".length);
+    if (argv[i] === name) value = argv[i + 1];
+    else if (argv[i].startsWith(`${name}=`)) value = argv[i].slice(name.length + 1);
   }
-  const port = Number(value);
+  return value;
+}
+
+/** A port flag's value, a number in 1..65535; exits with `usage` otherwise. */
+function portFlag(argv, name, usage) {
+  const port = Number(flag(argv, name));
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    console.error("usage: node <server>.mjs --port PORT");
+    console.error(usage);
     process.exit(2);
   }
   return port;
+}
+
+/** `--port N` (or `--port=N`). */
+export function portArg(argv = process.argv.slice(2)) {
+  return portFlag(argv, "--port", "usage: node <server>.mjs --port PORT");
+}
+
+/**
+ * `--inspector-port N`: where workerd's DevTools inspector should listen (bench/profile.mjs
+ * samples the isolate's CPU there); undefined when not given.
+ */
+export function inspectorPortArg(argv = process.argv.slice(2)) {
+  if (flag(argv, "--inspector-port") === undefined) return undefined;
+  return portFlag(argv, "--inspector-port", "--inspector-port takes a port number, 1..65535");
 }
 
 /** Every `--binding KEY=VALUE` (or `--binding=KEY=VALUE`), as an object of strings. */

@@ -3,15 +3,17 @@
 // `--inbox` the per-user inbox (jsdo-inbox/worker.mjs), whose SQLite state goes to a
 // temporary directory on disk like Herald's, removed on exit. Prints "ready" when
 // listening and runs until SIGTERM / SIGINT, then disposes Miniflare (and workerd).
-// Usage: node bench/peers/jsdo-server.mjs --port PORT [--inbox]
+// `--inspector-port N` opens workerd's DevTools inspector there (bench/profile.mjs).
+// Usage: node bench/peers/jsdo-server.mjs --port PORT [--inbox] [--inspector-port N]
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Miniflare } from "miniflare";
-import { exitOnSignal, portArg } from "./args.mjs";
+import { exitOnSignal, inspectorPortArg, portArg } from "./args.mjs";
 
 const port = portArg();
+const inspectorPort = inspectorPortArg();
 const inbox = process.argv.includes("--inbox");
 const peer = inbox
   ? { folder: "jsdo-inbox", binding: "INBOX", className: "Inbox" }
@@ -31,6 +33,7 @@ const mf = new Miniflare({
   durableObjectsPersist: persist,
   host: "127.0.0.1",
   port,
+  inspectorPort,
 });
 exitOnSignal(() => mf.dispose());
 await mf.ready;
