@@ -1007,6 +1007,11 @@ function profileSection(profile, label) {
       "on the main thread (every sample interrupts it), which the *profiler stopped* line leaves out. The " +
       "entry worker is Miniflare's relay in front of every request; it does not exist in production.",
   );
+  lines.push(
+    "- *Logging* is dearer here than without the profiler: with an inspector attached, V8 keeps " +
+      "each `console.log` message (and its stack) for the inspector. Herald writes a line per object " +
+      "wake-up (`hub_wake`) and alarm run, not per stored publish.",
+  );
   lines.push("");
   return lines;
 }

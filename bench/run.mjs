@@ -63,6 +63,7 @@ import {
   sample,
   sleep,
   startTarget,
+  interrupted,
   runMain,
   usage,
   stopTarget,
@@ -397,7 +398,7 @@ async function main() {
         }
         data.runs.push(run);
         writeRaw(data, opts.out);
-        if (stopping) return;
+        if (interrupted()) return;
         await sleep(500);
       }
     }
@@ -408,7 +409,7 @@ async function main() {
     data.publish_profile = await profilePublish({ targets: profiled, loadgen: opts.loadgen, pin: opts.pin });
     for (const a of Object.values(data.publish_profile.targets)) console.log(textTable(a).map((l) => `    ${l}`).join("\n"));
     writeRaw(data, opts.out);
-    if (stopping) return;
+    if (interrupted()) return;
   }
   data.finished_at = new Date().toISOString();
   const files = writeReport(data, opts.out);

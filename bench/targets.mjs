@@ -128,12 +128,17 @@ export function usage(url) {
   return lines.slice(from, to).map((l) => l.slice(3)).join("\n");
 }
 
+/** Set once an interrupt began stopping everything. */
+let stopping = false;
+
+/** Whether an interrupt is stopping the run: a loop between runs ends then. */
+export const interrupted = () => stopping;
+
 /**
  * Runs a bench script's `main`: an interrupt stops the target and the load generator it
  * started before exiting, and a failure exits with its message.
  */
 export function runMain(main) {
-  let stopping = false;
   const interrupt = async (signal) => {
     if (stopping) return;
     stopping = true;
