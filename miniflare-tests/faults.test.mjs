@@ -255,13 +255,14 @@ describe("faults", { concurrency: true }, () => {
     const first = await herald.connect("/v1/connect", { headers: bearer(user) });
     await first.next(ofType("welcome"));
     // One publish of all of them: stored in one event, so all in one window however
-    // slowly this machine runs.
+    // slowly this machine runs. On a loaded machine the window's alarm may start before
+    // the publish's answer is back: look for its line from before the publish.
+    const beforeFill = herald.logs.length;
     await fill(herald, user, HELD, 2000, HELD);
-    assert.equal(received(first).length, 0, "held, not pushed");
 
     const pid = herald.pid();
     await herald.waitForLog((l) => l.event === "alarm", {
-      after: herald.logs.length,
+      after: beforeFill,
       timeoutMs: WINDOW_MS + 30_000,
     });
     const killedAt = herald.logs.length;
