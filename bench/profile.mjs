@@ -51,7 +51,7 @@ import {
   sample,
   startTarget,
   runMain,
-  usage,
+  readFlags,
   stopTarget,
   warmUp,
 } from "./targets.mjs";
@@ -691,14 +691,12 @@ export function textTable(a) {
 
 function parseArgs(argv) {
   const opts = { pin: true, top: 0, explain: 0 };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
-    const value = () => inline ?? argv[++i];
+  readFlags(argv, import.meta.url, (flag, value, list) => {
     switch (flag) {
       case "--rate": opts.rate = Number(value()); break;
       case "--seconds": opts.seconds = Number(value()); break;
       case "--users": opts.subscribers = Number(value()); break;
-      case "--targets": opts.targets = value().split(",").map((s) => s.trim()).filter(Boolean); break;
+      case "--targets": opts.targets = list(); break;
       case "--interval": opts.interval_us = Number(value()); break;
       case "--out": opts.out = resolve(value()); break;
       case "--top": opts.top = Number(value()); break;
@@ -707,15 +705,10 @@ function parseArgs(argv) {
       case "--from": opts.from = resolve(value()); break;
       case "--loadgen": opts.loadgen = value(); break;
       case "--no-pin": opts.pin = false; break;
-      case "-h":
-      case "--help":
-        console.log(usage(import.meta.url));
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown argument ${argv[i]} (see --help)`);
+      default: return false;
     }
-  }
+    return true;
+  });
   const positive = (k, max) => opts[k] === undefined || (Number.isInteger(opts[k]) && opts[k] >= 1 && opts[k] <= max);
   if (!positive("rate", 100_000)) throw new Error("--rate must be a whole number of publishes/s");
   if (!positive("seconds", 600)) throw new Error("--seconds must be 1..600");

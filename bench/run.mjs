@@ -65,7 +65,7 @@ import {
   startTarget,
   interrupted,
   runMain,
-  usage,
+  readFlags,
   stopTarget,
   warmUp,
 } from "./targets.mjs";
@@ -126,29 +126,22 @@ const SPARE_FDS = 1024;
 
 function parseArgs(argv) {
   const opts = { profile: "short", pin: true, profilePublish: true };
-  for (let i = 0; i < argv.length; i++) {
-    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
-    const value = () => inline ?? argv[++i];
+  readFlags(argv, import.meta.url, (flag, value, list) => {
     switch (flag) {
       case "--profile": opts.profile = value(); break;
       case "--rounds": opts.rounds = Number(value()); break;
-      case "--targets": opts.targets = value().split(",").map((s) => s.trim()).filter(Boolean); break;
-      case "--cases": opts.only = value().split(",").map((s) => s.trim()).filter(Boolean); break;
+      case "--targets": opts.targets = list(); break;
+      case "--cases": opts.only = list(); break;
       case "--seconds": opts.seconds = Number(value()); break;
       case "--loadgen": opts.loadgen = value(); break;
       case "--name": opts.name = value(); break;
       case "--out": opts.out = value(); break;
       case "--no-pin": opts.pin = false; break;
       case "--no-publish-profile": opts.profilePublish = false; break;
-      case "-h":
-      case "--help":
-        console.log(usage(import.meta.url));
-        process.exit(0);
-        break;
-      default:
-        throw new Error(`unknown argument ${argv[i]} (see --help)`);
+      default: return false;
     }
-  }
+    return true;
+  });
   const profile = PROFILES[opts.profile];
   if (!profile) throw new Error(`--profile must be one of ${Object.keys(PROFILES).join(", ")}`);
   opts.rounds ??= profile.rounds;

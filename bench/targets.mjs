@@ -121,11 +121,30 @@ export async function stopAll() {
 }
 
 /** The header comment of the script at `url` (its `import.meta.url`) from its "Usage:" line on. */
-export function usage(url) {
+function usage(url) {
   const lines = readFileSync(fileURLToPath(url), "utf8").split("\n");
   const from = lines.findIndex((l) => l.startsWith("// Usage"));
   const to = lines.findIndex((l, i) => i > from && !l.startsWith("//"));
   return lines.slice(from, to).map((l) => l.slice(3)).join("\n");
+}
+
+/**
+ * Reads a bench script's arguments flag by flag: `take(flag, value, list)` handles one and
+ * answers false for a flag it does not know (an error); `value()` reads the flag's value
+ * (`--x=v` or the next argument), `list()` it as a comma-separated list. `-h`/`--help`
+ * prints the script's usage (its header comment at `url`) and exits.
+ */
+export function readFlags(argv, url, take) {
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split(/=(.*)/s, 2);
+    const value = () => inline ?? argv[++i];
+    const list = () => value().split(",").map((s) => s.trim()).filter(Boolean);
+    if (flag === "-h" || flag === "--help") {
+      console.log(usage(url));
+      process.exit(0);
+    }
+    if (!take(flag, value, list)) throw new Error(`unknown argument ${argv[i]} (see --help)`);
+  }
 }
 
 /** Set once an interrupt began stopping everything. */
