@@ -108,29 +108,36 @@ impl Known {
     }
 }
 
+/// The retention horizon's columns (`HorizonRow`), in [`HORIZON`] and [`FIGURES`]. Each a
+/// single index lookup: items are stored in seq order with the time of storing, so the
+/// oldest is the first by seq (a clock stepping back delays its retention by at most the
+/// step); the other columns have an index.
+macro_rules! horizon_columns {
+    () => {
+        "(SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
+    (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL) AS earliest_expiry,
+    (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
+    (SELECT MIN(at) FROM device_acks) AS oldest_ack_at"
+    };
+}
+
 /// Everything [`Known`] keeps but the unread count (which depends on the time), and the
 /// preferences, read in one statement on first use after a wake-up.
-const FIGURES: &str = "SELECT
+const FIGURES: &str = concat!(
+    "SELECT
     MAX(COALESCE((SELECT MAX(seq) FROM notifications), 0),
         COALESCE((SELECT value FROM hub_meta WHERE key = 'latest_seq'), 0)) AS latest_seq,
     (SELECT COUNT(*) FROM notifications) AS item_count,
     (SELECT value FROM hub_meta WHERE key = 'window_closes_at') AS window_closes_at,
     EXISTS (SELECT 1 FROM notifications WHERE held = 1) AS window_held,
     EXISTS (SELECT 1 FROM notifications WHERE held = 2) AS attention_held,
-    (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
-    (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL) AS earliest_expiry,
-    (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
-    (SELECT MIN(at) FROM device_acks) AS oldest_ack_at,
-    (SELECT value FROM hub_settings WHERE key = 'preferences') AS preferences";
+    (SELECT value FROM hub_settings WHERE key = 'preferences') AS preferences,
+    ",
+    horizon_columns!()
+);
 
-/// The retention horizon alone. Each a single index lookup: items are stored in seq
-/// order with the time of storing, so the oldest is the first by seq (a clock stepping
-/// back delays its retention by at most the step); the other columns have an index.
-const HORIZON: &str = "SELECT
-    (SELECT created_at FROM notifications ORDER BY seq LIMIT 1) AS oldest_item_at,
-    (SELECT MIN(expires_at) FROM notifications WHERE expires_at IS NOT NULL) AS earliest_expiry,
-    (SELECT MIN(at) FROM idempotency_keys) AS oldest_key_at,
-    (SELECT MIN(at) FROM device_acks) AS oldest_ack_at";
+/// The retention horizon alone, once retention has made it unknown.
+const HORIZON: &str = concat!("SELECT ", horizon_columns!());
 
 /// The earlier of two optional times, either alone if the other is unset.
 fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -197,7 +204,6 @@ impl SqlInbox {
         Ok(())
     }
 
-    /// Keeps the key count true after `removed` keys were deleted.
     /// Keeps the highest seq ever assigned beyond the rows about to be deleted, which may
     /// hold it: the one write of `latest_seq`, so that an append is a single insert.
     fn keep_latest_seq(&self) -> Result<(), InboxError> {
@@ -222,12 +228,7 @@ impl SqlInbox {
             .set(Some(row.window_closes_at.map(unsigned)));
         known.window_held.set(Some(row.window_held != 0));
         known.attention_held.set(Some(row.attention_held != 0));
-        known.horizon.set(Some(Horizon {
-            oldest_item_at: row.oldest_item_at.map(unsigned),
-            earliest_expiry: row.earliest_expiry.map(unsigned),
-            oldest_key_at: row.oldest_key_at.map(unsigned),
-            oldest_ack_at: row.oldest_ack_at.map(unsigned),
-        }));
+        known.horizon.set(Some(row.horizon.horizon()));
         if self.preferences.borrow().is_none() {
             let stored = match &row.preferences {
                 Some(value) => serde_json::from_str(value).map_err(storage_error)?,
@@ -247,6 +248,7 @@ impl SqlInbox {
         cell.get().ok_or_else(|| storage_error("figure not loaded"))
     }
 
+    /// Keeps the key count true after `removed` keys were deleted.
     fn keys_removed(&self, removed: usize) {
         if let Some(count) = self.key_count.get() {
             self.key_count

@@ -32,7 +32,7 @@ pub(super) struct Cut {
     pub(super) held_removed: Option<i64>,
 }
 
-/// The retention horizon (`HORIZON`).
+/// The retention horizon (`HORIZON`, and within `FIGURES`).
 #[derive(Deserialize)]
 pub(super) struct HorizonRow {
     pub(super) oldest_item_at: Option<i64>,
@@ -78,11 +78,9 @@ pub(super) struct FiguresRow {
     pub(super) window_closes_at: Option<i64>,
     pub(super) window_held: i64,
     pub(super) attention_held: i64,
-    pub(super) oldest_item_at: Option<i64>,
-    pub(super) earliest_expiry: Option<i64>,
-    pub(super) oldest_key_at: Option<i64>,
-    pub(super) oldest_ack_at: Option<i64>,
     pub(super) preferences: Option<String>,
+    #[serde(flatten)]
+    pub(super) horizon: HorizonRow,
 }
 
 pub(super) fn storage_error(e: impl std::fmt::Display) -> InboxError {
